@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create ./.venv from the pinned requirements when it is missing (or the pins changed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export OMP_WAIT_POLICY ?= PASSIVE
+export WANDB_MODE ?= offline
+export MUJOCO_GL ?= egl
+
+.PHONY: demo test tour clean-venv
+
+$(VENV)/.installed: requirements/base.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/base.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) recipes/train.py env=gym/CartPole-v1 model=vector_small steps=20000 seed=0 run_dir=runs/demo
+
+test: $(VENV)/.installed
+	MUJOCO_GL=egl $(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
+
+tour: $(VENV)/.installed
+	$(PY) recipes/env_tour.py

@@ -1,0 +1,173 @@
+"""Train DreamerV3(-XP) on one env: python recipes/train.py env=gym/CartPole-v1 model=vector_small steps=20000
+
+Reads top to bottom as the algorithm: build env and networks, prefill replay with random actions,
+then alternate collecting ``frames_per_batch`` env steps with the updates the train ratio makes due,
+evaluating, logging and checkpointing on the way. The run directory holds ``config.yaml``,
+``eval.csv``, ``metrics.jsonl``, ``checkpoints/``, the wandb run, ``returns.png`` and ``done`` (last).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads next to the env (ARCHITECTURE.md §5)
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torchrl.collectors import Collector
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
+from torchrl.envs import RewardSum, TransformedEnv
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from torchrl_dreamerxp.envs import make_env  # noqa: E402
+from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
+from torchrl_dreamerxp.replay import ContiguousSliceSampler  # noqa: E402
+from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
+from torchrl_dreamerxp.training.agent import build_networks, env_shapes  # noqa: E402
+from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
+from torchrl_dreamerxp.training.evaluation import evaluate  # noqa: E402
+from torchrl_dreamerxp.training.logging import RunLogger, plot_returns  # noqa: E402
+from torchrl_dreamerxp.training.ratio import TrainRatio  # noqa: E402
+from torchrl_dreamerxp.training.replay_context import write_back_states  # noqa: E402
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def run(cfg: DictConfig) -> Path:
+    run_dir = Path(cfg.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.xp.name != "none":
+        raise NotImplementedError(f"xp={cfg.xp.name} is not available yet; use xp=none")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    # --- envs and networks -------------------------------------------------------------------
+    env = make_env(cfg.env, seed=cfg.seed, device=cfg.device, **cfg.env_kwargs)
+    eval_env = make_env(cfg.env, seed=cfg.seed + 10_000, device=cfg.device, **cfg.env_kwargs)
+    shapes = env_shapes(env)
+    world_model, actor, critic = build_networks(cfg.model, shapes)
+    policy = DreamerPolicy(world_model, actor)
+    env = TransformedEnv(env, policy.make_primer())
+    env.append_transform(RewardSum())
+    eval_env = TransformedEnv(eval_env, policy.make_primer())
+    a = cfg.agent
+    learner = Learner(
+        world_model, actor, critic, horizon=a.horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
+        slow_critic_rate=a.slow_critic_rate,
+        world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
+                                horizon=a.return_horizon, context=cfg.replay_context),
+        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef),
+        critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
+    )
+
+    # --- replay: DreamerV3 step layout, contiguous slices of T + context steps ----------------
+    slice_len = cfg.batch_length + cfg.replay_context
+    ckpt_dir = run_dir / "checkpoints"
+    last = latest_checkpoint(ckpt_dir) if cfg.resume else None
+    # resets add rows; never allocate more than the run needs (a resumed run keeps its capacity)
+    size = (read_counters(last)["replay_capacity"] if last is not None
+            else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len))
+    storage = (LazyMemmapStorage(size, scratch_dir=run_dir / "replay_scratch") if size > cfg.replay_memmap_above
+               else LazyTensorStorage(size))
+    replay = TensorDictReplayBuffer(storage=storage, sampler=ContiguousSliceSampler(slice_len),
+                                    batch_size=cfg.batch_size * slice_len)
+    state_shapes = {"deter": (world_model.rssm.deter,), "stoch": (world_model.rssm.stoch, world_model.rssm.classes)}
+    ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
+
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0, "replay_capacity": size}
+    if last is not None:
+        counters = load_checkpoint(last, learner, replay)
+        ratio.load_state_dict(counters["ratio"])
+        print(f"resumed from {last} at env step {counters['env_steps']}")
+    logger = RunLogger(run_dir, cfg, resume=cfg.resume)
+    # the bar to clear: a uniformly random policy on the evaluation env
+    random_return = counters.get("random_return")
+    if random_return is None:
+        returns = evaluate(eval_env, None, cfg.eval.episodes, cfg.eval.max_steps)
+        counters["random_return"] = random_return = sum(returns) / len(returns)
+        logger.log({"eval/random_return": random_return}, 0)
+
+    collector = Collector(
+        env, policy, frames_per_batch=cfg.frames_per_batch,
+        total_frames=max(cfg.steps - counters["env_steps"], cfg.frames_per_batch),
+        init_random_frames=max(cfg.prefill - counters["env_steps"], 0),
+        auto_register_policy_transforms=False,
+    )
+    collector.set_seed(cfg.seed + counters["env_steps"])
+
+    # --- the loop ------------------------------------------------------------------------------
+    bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not cfg.progress, unit="step",
+               dynamic_ncols=True)
+    next_eval = (counters["env_steps"] // cfg.eval.every + 1) * cfg.eval.every
+    next_ckpt = (counters["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_log = counters["env_steps"] + cfg.logger.every
+    last_return, train_metrics, t0, steps0, updates0 = float("nan"), {}, time.time(), counters["env_steps"], 0
+    for batch in collector:
+        replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes))
+        counters["env_steps"] += batch.numel()
+        done = batch["next", "done"].reshape(-1)
+        for ep_return in batch["next", "episode_reward"].reshape(-1)[done].tolist():
+            counters["episodes"] += 1
+            last_return = ep_return
+            logger.log({"train/episode_return": ep_return}, counters["env_steps"])
+
+        if counters["env_steps"] >= cfg.prefill:
+            for _ in range(ratio(counters["env_steps"] - cfg.prefill)):
+                sample, info = replay.sample(return_info=True)
+                sample = sample.reshape(cfg.batch_size, slice_len)
+                train_metrics = learner.update(sample)
+                # replay context: the posterior of each trained step becomes a start state later
+                diag = learner.last_diagnostics
+                index = info["index"].reshape(cfg.batch_size, slice_len)[:, cfg.replay_context:].reshape(-1)
+                write_back_states(replay, index, diag["deter"], diag["stoch"])
+                counters["updates"] += 1
+
+        bar.update(batch.numel())
+        if counters["env_steps"] >= next_log:
+            elapsed = time.time() - t0
+            rates = {"perf/env_steps_per_s": (counters["env_steps"] - steps0) / elapsed,
+                     "perf/updates_per_s": (counters["updates"] - updates0) / elapsed}
+            logger.log({**{f"train/{k}": v for k, v in train_metrics.items()}, **rates,
+                        "train/updates": counters["updates"]}, counters["env_steps"])
+            bar.set_postfix(ret=f"{last_return:.1f}", sps=f"{rates['perf/env_steps_per_s']:.0f}",
+                            ups=f"{rates['perf/updates_per_s']:.2f}")
+            t0, steps0, updates0 = time.time(), counters["env_steps"], counters["updates"]
+            next_log += cfg.logger.every
+        if counters["env_steps"] >= next_eval or counters["env_steps"] >= cfg.steps:
+            returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)
+            logger.log_eval(counters["env_steps"], sum(returns) / len(returns))
+            if cfg.logger.video and shapes.pixel_shape is not None and counters["updates"]:
+                logger.log_open_loop_video(learner, replay.sample().reshape(cfg.batch_size, slice_len),
+                                           counters["env_steps"])
+            next_eval += cfg.eval.every
+        if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
+            save_checkpoint(ckpt_dir, learner, replay, {**counters, "ratio": ratio.state_dict()})
+            next_ckpt += cfg.checkpoint_every
+        if counters["env_steps"] >= cfg.steps:
+            break
+    bar.close()
+    collector.shutdown()
+    plot_returns(run_dir / "eval.csv", run_dir / "returns.png", title=f"{cfg.env} ({cfg.model.name}, seed {cfg.seed})",
+                 random_return=random_return)
+    logger.finish()
+    counters["ratio"] = ratio.state_dict()
+    (run_dir / "done").write_text(json.dumps(counters))
+    return run_dir
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = run(cfg)
+    print(f"run directory: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Losses, optimizer and the update: faithful defaults and behaviour on small hand-made cases."""
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.modules.value_norm import PercentileValueNorm
+from torchrl.objectives import SoftUpdate
+from torchrl.trainers.algorithms import DreamerV3Optimizer
+
+from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+from torchrl_dreamerxp.objectives import ActorLoss, CriticLoss, WorldModelLoss
+from torchrl_dreamerxp.training import Learner
+
+
+def tiny_world_model(obs_dim=3, action_dim=2):
+    return WorldModel(action_dim=action_dim, obs_dim=obs_dim, deter=16, hidden=8, stoch=4, classes=4, units=8, blocks=4,
+                      enc_layers=1, dec_layers=1)
+
+
+def replay_batch(B=2, T=6, obs_dim=3, action_dim=2, deter=16, stoch=(4, 4)):
+    return TensorDict(
+        {
+            "observation": torch.randn(B, T, obs_dim),
+            "action": torch.eye(action_dim)[torch.randint(action_dim, (B, T))],
+            "reward": torch.randn(B, T),
+            "is_first": torch.zeros(B, T, dtype=torch.bool),
+            "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+            "is_last": torch.zeros(B, T, dtype=torch.bool),
+            "deter": torch.zeros(B, T, deter),
+            "stoch": torch.zeros(B, T, *stoch),
+        },
+        [B, T],
+    )
+
+
+def test_world_model_loss_defaults_are_official():
+    loss = WorldModelLoss(tiny_world_model())
+    assert (loss.free_nats, loss.dyn_scale, loss.rep_scale, loss.rec_scale, loss.reward_scale, loss.cont_scale) == (1.0, 1.0, 0.1, 1.0, 1.0, 1.0)
+    assert loss.discount == pytest.approx(1 - 1 / 333) and loss.context == 1
+
+
+def test_world_model_loss_outputs_and_replay_context():
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    loss = WorldModelLoss(wm)
+    batch = replay_batch()
+    out = loss(batch)
+    assert {"loss_model_reconstruction", "loss_model_reward", "loss_model_continue", "loss_model_kl_dyn", "loss_model_kl_rep"} <= set(out.keys())
+    assert out["recon_error"].shape == (2, 5) and out["deter"].shape == (2, 5, 16)
+    assert out["loss_model_kl_dyn"] >= 1.0 and out["loss_model_kl_rep"] >= 0.1  # free bits
+    # the stored state of the context step is the start state: changing it changes the first posterior
+    batch2 = batch.clone()
+    batch2["deter"][:, 0] = 5.0
+    torch.manual_seed(1)
+    a = loss(batch)["deter"][:, 0]
+    torch.manual_seed(1)
+    b = loss(batch2)["deter"][:, 0]
+    assert not torch.allclose(a, b)
+    # ... unless that step starts an episode
+    batch["is_first"][:, 1] = True
+    batch2["is_first"][:, 1] = True
+    torch.manual_seed(1)
+    a = loss(batch)["deter"][:, 0]
+    torch.manual_seed(1)
+    b = loss(batch2)["deter"][:, 0]
+    torch.testing.assert_close(a, b)
+
+
+def test_world_model_loss_set_keys():
+    loss = WorldModelLoss(tiny_world_model())
+    loss.set_keys(reward="ext_reward")
+    batch = replay_batch()
+    batch.rename_key_("reward", "ext_reward")
+    assert torch.isfinite(loss(batch)["loss_model_reward"])
+
+
+def test_continue_target_scaled_by_discount():
+    wm = tiny_world_model()
+    loss = WorldModelLoss(wm, context=0)
+    with torch.no_grad():
+        wm.cont.net[-1].weight.zero_()
+        wm.cont.net[-1].bias.fill_(math.log(332.0))  # sigmoid = 332/333 = target
+    batch = replay_batch()
+    out = loss(batch)
+    p = 332 / 333
+    expected = -(p * math.log(p) + (1 - p) * math.log(1 - p))  # BCE at its minimum = entropy
+    assert float(out["loss_model_continue"].detach()) == pytest.approx(expected, rel=1e-4)
+
+
+def imagined(N=4, H=3, feat=6, reward=1.0):
+    return TensorDict({"feature": torch.randn(N, H + 1, feat), "reward": torch.full((N, H + 1), reward),
+                       "continue": torch.ones(N, H + 1), "action": torch.eye(2)[torch.zeros(N, H + 1, dtype=torch.long)]},
+                      [N, H + 1])
+
+
+def test_actor_loss_defaults_and_returns():
+    actor, critic = Actor(6, 2, True, units=8, layers=1), TwoHotHead(6, 8, 1)
+    loss = ActorLoss(actor, critic)
+    assert (loss.lmbda, loss.entropy_coef) == (0.95, 3e-4)
+    norm = loss.return_norm
+    assert isinstance(norm, PercentileValueNorm) and norm.quantiles == (0.05, 0.95) and norm.rate == 0.01 and norm.min_scale == 1.0
+    td = imagined()
+    out = loss(td)
+    # zero critic, reward 1, continue 1, H = 3, gamma folded into continue:
+    # G_2 = 1, G_1 = 1 + 0.95·1 = 1.95, G_0 = 1 + 0.95·1.95 = 2.8525 (bootstrap column: v_H = 0)
+    torch.testing.assert_close(td["lambda_return"][0], torch.tensor([2.8525, 1.95, 1.0, 0.0]))
+    # first update of the percentile EMA from 0 at rate 0.01 keeps the scale at its floor 1
+    assert float(out["return_scale"]) == 1.0
+    assert float(out["advantage"]) == pytest.approx((2.8525 + 1.95 + 1.0) / 3)
+    assert set(p for p, _ in loss.named_parameters()) == set(f"actor.{n}" for n, _ in actor.named_parameters())
+
+
+def test_actor_loss_reinforce_raises_logp_of_rewarded_action():
+    torch.manual_seed(0)
+    actor, critic = Actor(6, 2, True, units=8, layers=1), TwoHotHead(6, 8, 1)
+    td = imagined(reward=1.0)
+    feat = td["feature"][:, :-1]
+    before = actor.log_prob(feat, td["action"][:, :-1])[0].mean()
+    opt = torch.optim.SGD(actor.parameters(), lr=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        ActorLoss(actor, critic)(td.clone())["loss_actor"].backward()
+        opt.step()
+    assert actor.log_prob(feat, td["action"][:, :-1])[0].mean() > before
+
+
+def test_critic_loss_slow_target_and_replay():
+    critic = TwoHotHead(6, 8, 1)
+    loss = CriticLoss(critic)
+    updater = SoftUpdate(loss, tau=0.02)  # created with the loss, before any forward (TorchRL's usage)
+    assert (loss.lmbda, loss.slow_reg, loss.replay_scale) == (0.95, 1.0, 0.3)
+    assert loss.gamma == pytest.approx(1 - 1 / 333)
+    td = imagined()
+    ActorLoss(Actor(6, 2, True, units=8, layers=1), critic)(td)
+    replay = TensorDict({"feature": torch.randn(2, 5, 6), "reward": torch.ones(2, 5), "is_terminal": torch.zeros(2, 5, dtype=torch.bool),
+                         "is_last": torch.zeros(2, 5, dtype=torch.bool), "bootstrap": torch.zeros(2, 5)}, [2, 5])
+    out = loss(TensorDict({"imagined": td, "replay": replay}, []))
+    assert out["value_error"].shape == (2, 4)
+    # zero critic, reward 1, bootstrap 0: R_3 = 1 + γ·(0.05·0 + 0.95·0) = 1 -> |R - 0| = 1 at the last step
+    torch.testing.assert_close(out["value_error"][:, -1], torch.ones(2))
+    with torch.no_grad():
+        critic.net[-1].bias.fill_(1.0)
+    updater.step()
+    torch.testing.assert_close(loss.target_critic_params["net", "2", "bias"], torch.full((255,), 0.02))
+
+
+def test_dreamerv3_optimizer_is_laprop_with_agc():
+    # p = [3, 4] (norm 5), g = [30, 40] (norm 50): AGC scales g to norm 0.3·5 = 1.5 -> [0.9, 1.2];
+    # RMS-normalised (bias-corrected) -> [1, 1]; momentum bias-corrected -> [1, 1]; lr·1 subtracted
+    p = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    opt = DreamerV3Optimizer([p], lr=0.5, warmup_steps=0)
+    p.grad = torch.tensor([30.0, 40.0])
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.tensor([2.5, 3.5]))
+    opt = DreamerV3Optimizer([p], lr=0.5, warmup_steps=4)
+    p.grad = torch.tensor([30.0, 40.0])
+    before = p.detach().clone()
+    opt.step()  # warm-up starts at lr 0
+    torch.testing.assert_close(p.detach(), before)
+
+
+def test_learner_defaults_are_official():
+    wm = tiny_world_model()
+    learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1))
+    g = learner.optimizer.param_groups[0]
+    assert (g["lr"], g["agc"], g["eps"], g["warmup_steps"], g["beta1"], g["beta2"]) == (4e-5, 0.3, 1e-20, 1000, 0.9, 0.999)
+    assert learner.imagination.horizon == 15
+    assert learner.slow_critic.eps == pytest.approx(0.98)  # SoftUpdate(tau=0.02)
+    n_params = sum(p.numel() for p in [*wm.parameters(), *learner.actor.parameters(), *learner.critic.parameters()])
+    assert sum(p.numel() for p in g["params"]) == n_params  # one optimizer over everything
+
+
+def test_learner_reduces_world_model_loss_on_fixed_batch():
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
+                      horizon=3, lr=3e-3, warmup=0)
+    batch = replay_batch()
+    first = learner.update(batch)
+    for _ in range(40):
+        last = learner.update(batch)
+    assert last["loss_model_reconstruction"] < 0.75 * first["loss_model_reconstruction"]
+    assert all(math.isfinite(v) for v in last.values())
+    diag = learner.last_diagnostics
+    assert diag["recon_error"].shape == (2, 5) and diag["value_error"].shape == (2, 4)

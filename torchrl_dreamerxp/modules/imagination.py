@@ -1,0 +1,71 @@
+"""Imagination: roll the RSSM prior forward under the actor from every posterior state."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+
+from .actor import Actor
+from .world_model import WorldModel
+
+__all__ = ["Imagination"]
+
+
+class Imagination(nn.Module):
+    """Imagined trajectories ``[N, H+1]`` from ``N`` start states, as a plain tensor loop.
+
+    Why not TorchRL's model-based env: a tensor loop measured ~50% faster here (ARCHITECTURE.md
+    §3), and the whole rollout runs without autograd (the official agent stops gradients into the
+    imagined states); the actor's log-probabilities are recomputed afterwards in one batched call.
+
+    The output holds ``"deter"``, ``"stoch"``, ``"feature"``, ``"action"`` (action taken at each state,
+    the last one sampled at the final state), ``"reward"`` (reward head, ``reward[:, t]`` is the reward
+    of arriving at state ``t``) and ``"continue"`` (continue head probability, discount included).
+    ``reward_transform`` (e.g. :class:`~torchrl_dreamerxp.transforms.IntrinsicRewardTransform`) may
+    rewrite ``"reward"`` before any return is computed.
+
+    Examples:
+        >>> from torchrl_dreamerxp.modules import Actor, WorldModel
+        >>> wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        >>> actor = Actor(wm.rssm.feature_dim(), 2, discrete=True, units=8, layers=1)
+        >>> deter, stoch = wm.rssm.initial(5)
+        >>> Imagination(wm, actor, horizon=3)(deter, stoch).shape
+        torch.Size([5, 4])
+    """
+
+    def __init__(self, world_model: WorldModel, actor: Actor, horizon: int = 15,
+                 reward_transform: Callable[[TensorDictBase], TensorDictBase] | None = None):
+        super().__init__()
+        self.world_model, self.actor, self.horizon = world_model, actor, horizon
+        self.reward_transform = reward_transform
+
+    @torch.no_grad()
+    def forward(self, deter: torch.Tensor, stoch: torch.Tensor) -> TensorDictBase:
+        rssm = self.world_model.rssm
+        deter, stoch = deter.detach(), stoch.detach()
+        deters, stochs, actions = [deter], [stoch], []
+        for _ in range(self.horizon):
+            action, _, _ = self.actor(rssm.features(deter, stoch))
+            deter, stoch, _ = rssm.img_step(deter, stoch, action)
+            deters.append(deter)
+            stochs.append(stoch)
+            actions.append(action)
+        deter, stoch = torch.stack(deters, 1), torch.stack(stochs, 1)
+        feat = rssm.features(deter, stoch)
+        actions.append(self.actor(feat[:, -1])[0])
+        td = TensorDict(
+            {
+                "deter": deter,
+                "stoch": stoch,
+                "feature": feat,
+                "action": torch.stack(actions, 1),
+                "reward": self.world_model.reward.predict(self.world_model.reward(feat)),
+                "continue": torch.sigmoid(self.world_model.cont(feat)),
+            },
+            batch_size=feat.shape[:2],
+        )
+        if self.reward_transform is not None:
+            td = self.reward_transform(td)
+        return td

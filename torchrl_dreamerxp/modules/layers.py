@@ -1,0 +1,83 @@
+"""Building blocks shared by every network: initialised linear layers, MLPs, block-diagonal linear.
+
+They follow the official DreamerV3 nets (``embodied/jax/nets.py``): every hidden layer is
+Linear → RMSNorm → SiLU, weights use a fan-in truncated normal (``trunc_normal_in``) and output layers
+take an ``outscale`` (0 gives the zero-initialised reward and critic outputs).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["init_linear_", "make_linear", "MLP", "BlockLinear", "NormAct"]
+
+# std of a standard normal truncated to [-2, 2]; dividing by it makes the truncated std equal to `scale`
+_TRUNC_STD = 0.87962566103423978
+
+
+def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int, outscale: float = 1.0) -> None:
+    """Fan-in truncated-normal initialisation (``trunc_normal_in``) scaled by ``outscale``."""
+    with torch.no_grad():
+        if outscale == 0.0:
+            weight.zero_()
+        else:
+            std = outscale * math.sqrt(1.0 / fan_in) / _TRUNC_STD
+            nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+        if bias is not None:
+            bias.zero_()
+
+
+def make_linear(in_features: int, out_features: int, outscale: float = 1.0) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    init_linear_(layer.weight, layer.bias, in_features, outscale)
+    return layer
+
+
+class NormAct(nn.Sequential):
+    """RMSNorm (eps 1e-4, learned scale) followed by SiLU, as every official hidden layer."""
+
+    def __init__(self, features: int):
+        super().__init__(nn.RMSNorm(features, eps=1e-4), nn.SiLU())
+
+
+class MLP(nn.Sequential):
+    """``layers`` × (Linear → RMSNorm → SiLU), then an optional output Linear with ``outscale``.
+
+    Examples:
+        >>> mlp = MLP(4, units=8, layers=2, out=3, outscale=0.0)
+        >>> mlp(torch.ones(5, 4)).shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(self, in_features: int, units: int, layers: int, out: int | None = None, outscale: float = 1.0):
+        mods: list[nn.Module] = []
+        for i in range(layers):
+            mods += [make_linear(in_features if i == 0 else units, units), NormAct(units)]
+        if out is not None:
+            mods.append(make_linear(units if layers else in_features, out, outscale))
+        super().__init__(*mods)
+
+
+class BlockLinear(nn.Module):
+    """Block-diagonal linear map: ``blocks`` independent Linear layers on equal slices of the input.
+
+    The official block GRU uses it so the deterministic state of size ``deter`` costs
+    ``deter²/blocks`` weights instead of ``deter²``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, blocks: int, outscale: float = 1.0):
+        super().__init__()
+        if in_features % blocks or out_features % blocks:
+            raise ValueError(f"features ({in_features}, {out_features}) must divide by blocks={blocks}")
+        self.blocks = blocks
+        self.weight = nn.Parameter(torch.empty(blocks, in_features // blocks, out_features // blocks))
+        self.bias = nn.Parameter(torch.empty(out_features))
+        init_linear_(self.weight, self.bias, in_features // blocks, outscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.blocks, x.shape[-1] // self.blocks).transpose(0, 1)  # [G, N, i]
+        y = torch.bmm(x, self.weight).transpose(0, 1)  # [N, G, o]
+        return y.reshape(*lead, -1) + self.bias

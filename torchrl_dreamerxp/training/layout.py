@@ -1,0 +1,58 @@
+"""From TorchRL's transition layout to the DreamerV3 step layout stored in replay."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+__all__ = ["to_dreamer_layout"]
+
+
+def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, tuple[int, ...]]) -> TensorDictBase:
+    """Rows ``(o_t, a_{t−1}, r_t, is_first, is_terminal, is_last)`` from collector transitions.
+
+    A collector row holds ``o_t``, ``a_t`` and under ``"next"`` ``r_{t+1}``, ``o_{t+1}``, ``terminated``,
+    ``done``. Each row becomes the stored step of ``o_{t+1}`` (reached by ``a_t``); a row that starts an
+    episode (``is_first``) is preceded by a reset step ``(o_0, a=0, r=0, is_first=True)``, so the first
+    observation of every episode is stored too and no step is dropped. ``"deter"``/``"stoch"`` are
+    zero placeholders for the replay context the learner writes back.
+
+    Args:
+        batch: collector output ``[N]`` (one env) or ``[E, N]`` (each env's steps become one block).
+        obs_keys: observation keys to store (``"observation"``, ``"pixels"``).
+        state_shapes: ``{"deter": (D,), "stoch": (S, C)}``.
+
+    Examples:
+        >>> batch = TensorDict({"observation": torch.zeros(3, 1), "action": torch.ones(3, 2),
+        ...     "is_first": torch.tensor([[True], [False], [False]]),
+        ...     "next": {"observation": torch.ones(3, 1), "reward": torch.ones(3, 1),
+        ...              "terminated": torch.zeros(3, 1, dtype=torch.bool), "done": torch.zeros(3, 1, dtype=torch.bool)}}, [3])
+        >>> to_dreamer_layout(batch, ["observation"], {"deter": (4,), "stoch": (2, 2)})["is_first"]
+        tensor([ True, False, False, False])
+    """
+    if batch.batch_dims == 2:
+        return torch.cat([to_dreamer_layout(b, obs_keys, state_shapes) for b in batch.unbind(0)], 0)
+    n = batch.shape[0]
+    nxt = batch["next"]
+    action = batch["action"].float()
+    false = torch.zeros(n, dtype=torch.bool)
+
+    def rows(obs_src, action, reward, is_first, term, last):
+        td = TensorDict({k: obs_src[k] for k in obs_keys}, [n])
+        td.update(
+            {
+                "action": action,
+                "reward": reward,
+                "is_first": is_first,
+                "is_terminal": term,
+                "is_last": last,
+            }
+        )
+        for key, shape in state_shapes.items():
+            td[key] = torch.zeros(n, *shape)
+        return td
+
+    first = batch["is_first"].reshape(n)
+    reset = rows(batch, torch.zeros_like(action), torch.zeros(n), ~false, false, false)
+    step = rows(nxt, action, nxt["reward"].reshape(n).float(), false, nxt["terminated"].reshape(n), nxt["done"].reshape(n))
+    keep = torch.stack([first, ~false], 1).reshape(-1)
+    return torch.stack([reset, step], 1).reshape(-1)[keep]

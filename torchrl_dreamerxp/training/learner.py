@@ -1,0 +1,91 @@
+"""One DreamerV3 update: world model, imagination, actor and critic, one optimizer step."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
+from torchrl.objectives import SoftUpdate
+from torchrl.trainers.algorithms import DreamerV3Optimizer
+
+from ..modules import Actor, Imagination, TwoHotHead, WorldModel
+from ..objectives import ActorLoss, CriticLoss, WorldModelLoss
+
+__all__ = ["Learner"]
+
+
+class Learner(nn.Module):
+    """The DreamerV3 update of ``agent.py`` assembled from this library's losses.
+
+    One :class:`~torchrl.trainers.algorithms.DreamerV3Optimizer` (LaProp: RMS-normalised gradient then
+    momentum, adaptive gradient clipping 0.3, eps 1e-20, linear warm-up) steps all parameters on the
+    sum of the loss terms, as the official agent does; the slow critic follows with
+    ``SoftUpdate(tau=0.02)``. Losses scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
+
+    :meth:`update` takes a replayed batch ``[B, T + context]`` and returns scalar metrics; the per-step
+    ``recon_error`` ``[B, T]`` and ``value_error`` ``[B, T−1]`` and the posterior states (for the
+    replay context write-back) are under :attr:`last_diagnostics`.
+
+    Examples:
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        >>> learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1),
+        ...                   TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3)
+        >>> batch = TensorDict({"observation": torch.randn(2, 5, 3), "action": torch.zeros(2, 5, 2),
+        ...     "reward": torch.zeros(2, 5), "is_first": torch.zeros(2, 5, dtype=torch.bool),
+        ...     "is_terminal": torch.zeros(2, 5, dtype=torch.bool), "is_last": torch.zeros(2, 5, dtype=torch.bool),
+        ...     "deter": torch.zeros(2, 5, 16), "stoch": torch.zeros(2, 5, 4, 4)}, [2, 5])
+        >>> sorted(learner.update(batch))[:2]
+        ['advantage', 'entropy']
+    """
+
+    def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
+                 agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
+                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None):
+        super().__init__()
+        self.world_model, self.actor, self.critic = world_model, actor, critic
+        self.world_model_loss = WorldModelLoss(world_model, **(world_model_kwargs or {}))
+        self.imagination = Imagination(world_model, actor, horizon, reward_transform)
+        self.actor_loss = ActorLoss(actor, critic, **(actor_kwargs or {}))
+        self.critic_loss = CriticLoss(critic, **(critic_kwargs or {}))
+        self.slow_critic = SoftUpdate(self.critic_loss, tau=slow_critic_rate)
+        params = [*world_model.parameters(), *actor.parameters(), *critic.parameters()]
+        self.optimizer = DreamerV3Optimizer(params, lr=lr, agc=agc, eps=eps, warmup_steps=warmup)
+        self.last_diagnostics: dict[str, torch.Tensor] = {}
+
+    def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """All loss terms (``loss_*``) and the metrics of one batch, without stepping."""
+        wm = self.world_model_loss(batch)
+        imagined = self.imagination(wm["deter"].flatten(0, 1), wm["stoch"].flatten(0, 1))
+        actor = self.actor_loss(imagined)
+        c = self.world_model_loss.context
+        replay = batch[:, c:].select("reward", "is_terminal", "is_last")
+        replay.set("feature", self.world_model.rssm.features(wm["deter"], wm["stoch"]))
+        replay.set("bootstrap", imagined["lambda_return"][:, 0].reshape(replay.shape))
+        critic = self.critic_loss(TensorDict({"imagined": imagined, "replay": replay}, []))
+        terms = {}
+        metrics = {}
+        for out in (wm, actor, critic):
+            for key, value in out.items():
+                if key.startswith("loss_"):
+                    terms[key] = value
+                elif value.dim() == 0:
+                    metrics[key] = value.detach()
+        self.last_diagnostics = {
+            "recon_error": wm["recon_error"],
+            "value_error": critic["value_error"],
+            "deter": wm["deter"].detach(),
+            "stoch": wm["stoch"].detach(),
+        }
+        return terms, metrics
+
+    def update(self, batch: TensorDictBase) -> dict[str, float]:
+        """One optimizer step on ``batch``; returns every loss and diagnostic as floats."""
+        terms, metrics = self.losses(batch)
+        loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.slow_critic.step()
+        out = {k: float(v.detach()) for k, v in {**terms, **metrics}.items()}
+        out["loss"] = float(loss.detach())
+        return out

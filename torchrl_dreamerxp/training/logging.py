@@ -1,0 +1,110 @@
+"""Run outputs: ``metrics.jsonl``, ``eval.csv``, the wandb run (TorchRL's ``WandbLogger``), plots, videos."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+__all__ = ["RunLogger", "plot_returns", "open_loop_frames"]
+
+
+class RunLogger:
+    """Writes every scalar to ``metrics.jsonl`` and to wandb; evaluations also to ``eval.csv``.
+
+    ``logger.mode``: ``offline`` (default, ``run_dir/wandb/offline-run-*``, sync later with
+    ``wandb sync``), ``online`` (needs an account) or ``disabled`` (files only).
+    """
+
+    def __init__(self, run_dir: Path, cfg, resume: bool = False):
+        self.run_dir = Path(run_dir)
+        self.metrics = open(self.run_dir / "metrics.jsonl", "a" if resume else "w")
+        eval_path = self.run_dir / "eval.csv"
+        if not (resume and eval_path.exists()):
+            eval_path.write_text("env_step,eval_return\n")
+        self.eval_path = eval_path
+        self.wandb = None
+        mode = cfg.logger.mode
+        if mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
+        if mode != "disabled":
+            from torchrl.record.loggers.wandb import WandbLogger
+
+            self.wandb = WandbLogger(
+                exp_name=self.run_dir.name, save_dir=str(self.run_dir), project=cfg.logger.project,
+                offline=mode == "offline", config=OmegaConf.to_container(cfg, resolve=True),
+                group=f"{cfg.env}", tags=[cfg.model.name, f"xp={cfg.xp.name}"],
+            )
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        self.metrics.write(json.dumps({"env_step": step, **scalars}) + "\n")
+        self.metrics.flush()
+        if self.wandb is not None:
+            for key, value in scalars.items():
+                self.wandb.log_scalar(key, value, step=step)
+
+    def log_eval(self, step: int, mean_return: float) -> None:
+        with open(self.eval_path, "a", newline="") as f:
+            csv.writer(f).writerow([step, mean_return])
+        self.log({"eval/return": mean_return}, step)
+
+    def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
+        frames = open_loop_frames(learner, batch, context)
+        if self.wandb is not None and frames is not None:
+            self.wandb.log_video("eval/open_loop", frames.unsqueeze(0), step=step)
+
+    def finish(self) -> None:
+        self.metrics.close()
+        if self.wandb is not None:
+            self.wandb.experiment.finish()
+
+
+@torch.no_grad()
+def open_loop_frames(learner, batch, context: int = 5, max_videos: int = 4):
+    """Real vs predicted frames ``[T, 3, H, 2W]`` uint8: the posterior for ``context`` steps, then the
+    prior driven by the replayed actions, decoded (the official ``report`` video)."""
+    wm = learner.world_model
+    if "pixels" not in wm.obs_keys:
+        return None
+    batch = batch[:max_videos]
+    obs = {k: batch[k] for k in wm.obs_keys}
+    embed = wm.encoder(**obs)
+    deter, stoch = wm.rssm.initial(batch.shape[0])
+    deter, stoch, _, _ = wm.rssm.observe(embed[:, :context], batch["action"][:, :context],
+                                         batch["is_first"][:, :context].reshape(batch.shape[0], -1), deter, stoch)
+    feats = [wm.rssm.features(deter, stoch)]
+    d, s = deter[:, -1], stoch[:, -1]
+    for t in range(context, batch.shape[1]):
+        d, s, _ = wm.rssm.img_step(d, s, batch["action"][:, t])
+        feats.append(wm.rssm.features(d, s).unsqueeze(1))
+    pred = wm.decoder(torch.cat(feats, 1))["pixels"].clamp(0, 1)
+    real = batch["pixels"].float() / 255.0
+    video = torch.cat([real, pred], -1)  # [B, T, 3, H, 2W]
+    video = torch.cat(list(video), -2)  # stack the batch vertically: [T, 3, B*H, 2W]
+    return (video * 255).to(torch.uint8)
+
+
+def plot_returns(eval_csv: Path, out_png: Path, title: str = "", random_return: float | None = None) -> None:
+    """Evaluation return over env steps, as a PNG next to the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(eval_csv)))
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([int(r["env_step"]) for r in rows], [float(r["eval_return"]) for r in rows], marker="o", label="DreamerV3")
+    if random_return is not None:
+        ax.axhline(random_return, color="gray", linestyle="--", label="random policy")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
