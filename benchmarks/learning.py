@@ -1,0 +1,120 @@
+"""Learning benchmark: eval return over env steps, per seed, against a random policy.
+
+    python benchmarks/learning.py --task cartpole --seeds 0 1 2 --parallel 2
+    python benchmarks/learning.py --task pendulum --seeds 0 1 2 --parallel 2
+
+Each seed is a full ``recipes/train.py`` run (its own run directory under ``--runs``). Writes
+``benchmarks/results/learning_<task>.json`` (per seed: env steps, eval returns, the random-policy
+return; the bar and whether it was met) and ``docs/img/learning_<task>.png`` (curves, mean, random line).
+Runs already finished (``done`` present) are read, not rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TASKS = {
+    # bars from the DreamerV3 issue: mean final eval return over seeds at the given env steps
+    "cartpole": dict(env="gym/CartPole-v1", model="vector_small", steps=20000, bar=450.0,
+                     extra=["eval.every=2000", "eval.episodes=5"]),
+    "pendulum": dict(env="gym/Pendulum-v1", model="vector_small", steps=30000, bar=-300.0,
+                     extra=["eval.every=3000", "eval.episodes=5"]),
+}
+
+
+def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[str]) -> Path:
+    run_dir = runs / f"seed{seed}"
+    if (run_dir / "done").exists():
+        return run_dir
+    cmd = [sys.executable, str(ROOT / "recipes" / "train.py"), f"env={task['env']}", f"model={task['model']}",
+           f"seed={seed}", f"steps={task['steps']}", f"run_dir={run_dir}", "logger.mode=disabled", "progress=false",
+           f"threads={threads}", f"resume={str(run_dir.exists()).lower()}", *task["extra"], *overrides]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
+    with open(run_dir / "stdout.log", "a") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return run_dir
+
+
+def read_run(run_dir: Path) -> dict:
+    rows = list(csv.DictReader(open(run_dir / "eval.csv")))
+    done = json.loads((run_dir / "done").read_text())
+    return {
+        "env_steps": [int(r["env_step"]) for r in rows],
+        "eval_return": [float(r["eval_return"]) for r in rows],
+        "random_return": done.get("random_return"),
+        "updates": done["updates"],
+    }
+
+
+def plot(task_name: str, task: dict, per_seed: dict, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    curves = []
+    for seed, run in per_seed.items():
+        ax.plot(run["env_steps"], run["eval_return"], alpha=0.4, label=f"seed {seed}")
+        curves.append(run["eval_return"])
+    n = min(len(c) for c in curves)
+    steps = next(iter(per_seed.values()))["env_steps"][:n]
+    ax.plot(steps, np.mean([c[:n] for c in curves], 0), color="black", linewidth=2, label="mean")
+    randoms = [r["random_return"] for r in per_seed.values() if r["random_return"] is not None]
+    if randoms:
+        ax.axhline(float(np.mean(randoms)), color="gray", linestyle="--", label="random policy")
+    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.set_title(f"DreamerV3 on {task['env']} ({task['model']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once (each with cores/parallel threads)")
+    parser.add_argument("--runs", type=Path, default=None, help="where the run directories go")
+    parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. train_ratio=32")
+    args = parser.parse_args()
+    task = TASKS[args.task]
+    runs = args.runs or ROOT / "runs" / f"learning_{args.task}"
+    threads = max(1, (os.cpu_count() or 2) // args.parallel)
+    start = time.time()
+    with ThreadPoolExecutor(args.parallel) as pool:
+        dirs = list(pool.map(lambda s: run_seed(task, s, runs, threads, args.overrides), args.seeds))
+    per_seed = {seed: read_run(d) for seed, d in zip(args.seeds, dirs)}
+    finals = [r["eval_return"][-1] for r in per_seed.values()]
+    mean_final = sum(finals) / len(finals)
+    result = {
+        "task": args.task, **{k: task[k] for k in ("env", "model", "steps", "bar")},
+        "overrides": args.overrides, "seeds": per_seed, "final_returns": finals, "mean_final_return": mean_final,
+        "bar_met": mean_final >= task["bar"], "wall_clock_s": time.time() - start,
+        "command": " ".join(sys.argv),
+    }
+    out = ROOT / "benchmarks" / "results" / f"learning_{args.task}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    plot(args.task, task, per_seed, ROOT / "docs" / "img" / f"learning_{args.task}.png")
+    print(json.dumps({k: result[k] for k in ("task", "final_returns", "mean_final_return", "bar", "bar_met")}))
+
+
+if __name__ == "__main__":
+    main()
