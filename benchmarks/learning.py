@@ -91,12 +91,13 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (each with cores/parallel threads)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores/parallel)")
     parser.add_argument("--runs", type=Path, default=None, help="where the run directories go")
     parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. train_ratio=32")
     args = parser.parse_args()
     task = TASKS[args.task]
     runs = args.runs or ROOT / "runs" / f"learning_{args.task}"
-    threads = max(1, (os.cpu_count() or 2) // args.parallel)
+    threads = args.threads or max(1, (os.cpu_count() or 2) // args.parallel)
     start = time.time()
     with ThreadPoolExecutor(args.parallel) as pool:
         dirs = list(pool.map(lambda s: run_seed(task, s, runs, threads, args.overrides), args.seeds))

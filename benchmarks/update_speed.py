@@ -12,9 +12,10 @@ optimizer step + slow critic update, float32 on CPU.
   in a ``DreamerEnv`` + ``DreamerV3ValueLoss`` + ``DreamerV3Optimizer`` + ``SoftUpdate``) and its
   ``_make_learner_update`` (``DreamerV3Loss`` + ``DreamerV3OptimizationStepper``, eager on CPU);
   batch ``[B, T]`` transitions, timed call ``stepper.step(None, sample)`` as its training loop does.
-  Its network sizes are mapped from the same preset (see ``torchrl_config``); TorchRL has a single
-  width ``hidden_dim`` for the RSSM hidden layer and all MLPs, so presets whose ``hidden`` differs
-  from ``units`` (``vector_small``) cannot be matched exactly; the param counts show the gap.
+  Its network sizes are mapped from the same preset (see ``torchrl_config``; the parameter counts
+  of the vector rows are equal). The recipe has one width ``hidden_dim`` for the RSSM hidden layers
+  and every MLP; where a preset's ``hidden`` differs from ``units`` (``vector_small``) the prior and
+  posterior are rebuilt at the RSSM width (``split_rssm_width``).
 
 Workloads (rows): vector observation of 24 + continuous 6-dim action (DMC walker-sized; presets
 size12m and vector_small) and 64×64×3 pixels + 6 discrete actions (size12m). Every workload runs in
@@ -204,7 +205,13 @@ def fake_env(seed=None, env_index=0, num_envs=1, obs_dim=None, pixel_shape=None,
 
 
 def torchrl_config(preset: str, kind: str, batch: int, seq: int, horizon: int):
-    """The recipe's config (``config.yaml`` defaults of 0.14.1) with the preset's sizes."""
+    """The recipe's config with the preset's sizes.
+
+    The wheel ships the recipe without its ``config.yaml``; the defaults here are those of
+    pytorch/rl's ``sota-implementations/dreamer_v3/config.yaml`` of the same generation (optimizer,
+    loss weights, horizons, block GRU, 255 bins), plus the keys 0.14.1's ``train.py`` reads
+    (image, compile and precision switches: compile off, float32).
+    """
     from omegaconf import OmegaConf
 
     m = model_cfg(preset)
@@ -242,7 +249,8 @@ def torchrl_config(preset: str, kind: str, batch: int, seq: int, horizon: int):
         "optimization": {
             "compile": "off", "compile_train_step": None, "compile_rssm": None, "cudagraph_train_step": None,
             "rssm_scan_unroll": 8, "compile_train_step_mode": "default", "mixed_precision": False,
-            "lr": float(m.lr), "optimizer_eps": 1e-20, "adaptive_grad_clip": 0.3, "warmup_steps": int(m.get("warmup", 1000)),
+            "lr": float(m.lr), "optimizer_eps": 1e-20, "adaptive_grad_clip": 0.3,
+            "warmup_steps": int(m.get("warmup", 1000)),
             "imagination_horizon": horizon, "continuation_horizon": 333, "use_reinforce": True,
             "return_normalization_rate": 0.01, "return_normalization_min_scale": 1.0,
             "slow_critic_regularization": 1.0, "slow_critic_tau": 0.02, "replay_value_loss_weight": 0.3,
@@ -336,8 +344,9 @@ def build_torchrl(preset: str, kind: str, batch: int, seq: int, horizon: int):
         "params_critic": count(learner.value_loss.value_model.parameters()),
     }
     n = cfg.networks
-    sizes = {"rnn_hidden_dim": n.rnn_hidden_dim, "hidden_dim": n.hidden_dim, "rssm_hidden": rssm_hidden, "num_categoricals": n.num_categoricals,
-             "num_classes": n.num_classes, "num_blocks": n.num_blocks, "encoder_layers": n.encoder_layers,
+    sizes = {"rnn_hidden_dim": n.rnn_hidden_dim, "hidden_dim": n.hidden_dim, "rssm_hidden": rssm_hidden,
+             "num_categoricals": n.num_categoricals, "num_classes": n.num_classes, "num_blocks": n.num_blocks,
+             "encoder_layers": n.encoder_layers,
              "decoder_layers": n.decoder_layers, "actor_layers": n.actor_layers, "value_layers": n.value_layers}
     if not vector:
         sizes.update(image_depth=n.image_depth, image_kernel_size=n.image_kernel_size,
@@ -354,7 +363,7 @@ def run_one(name: str, spec, args) -> dict:
     impl, preset, kind = spec
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    rss_import = rss_mb()
+    rss_import = rss_mb()  # after `import torch` only
     build = build_ours if impl == "ours" else build_torchrl
     t0 = time.perf_counter()
     update, params, sizes = build(preset, kind, args.batch, args.seq, args.horizon)
@@ -376,8 +385,8 @@ def run_one(name: str, spec, args) -> dict:
         "warmup": args.warmup, "iters": args.iters, "threads": torch.get_num_threads(),
         "sec_per_update_median": statistics.median(times), "sec_per_update_min": min(times),
         "sec_per_update_all": times, "build_s": build_s,
-        "peak_rss_mb": rss_mb(), "rss_after_import_mb": rss_import, "rss_after_build_mb": rss_built,
-        "peak_rss_above_import_mb": rss_mb() - rss_import,
+        "peak_rss_mb": rss_mb(), "rss_after_torch_import_mb": rss_import, "rss_after_build_mb": rss_built,
+        "peak_rss_above_torch_import_mb": rss_mb() - rss_import,
     }
 
 
@@ -390,29 +399,34 @@ def spawn(name: str, args) -> dict:
            "--seq", str(args.seq), "--horizon", str(args.horizon)] + (["--quick"] if args.quick else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.timeout)
+    impl, preset, kind = (QUICK if args.quick else WORKLOADS)[name]
+    failed = {"name": name, "impl": impl, "preset": preset, "obs": kind}
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {**failed, "error": f"timed out after {args.timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-    impl, preset, kind = (QUICK if args.quick else WORKLOADS)[name]
-    return {"name": name, "impl": impl, "preset": preset, "obs": kind, "error": f"rc={proc.returncode}: " + " | ".join(tail)}
+    return {**failed, "error": f"rc={proc.returncode}: " + " | ".join(tail)}
 
 
 def table(rows: list[dict]) -> str:
-    out = [f"{'workload':30s} {'params':>11s} {'median s':>9s} {'min s':>9s} {'peak RSS MB':>11s} {'above import':>12s}"]
+    out = [f"{'workload':30s} {'params':>11s} {'median s':>9s} {'min s':>9s} {'peak RSS MB':>11s} {'above torch':>11s}"]
     for r in rows:
         if "error" in r:
             out.append(f"{r['name']:30s} ERROR {r['error'][:90]}")
         else:
             out.append(f"{r['name']:30s} {r['params']:11,d} {r['sec_per_update_median']:9.3f} "
-                       f"{r['sec_per_update_min']:9.3f} {r['peak_rss_mb']:11.0f} {r['peak_rss_above_import_mb']:12.0f}")
+                       f"{r['sec_per_update_min']:9.3f} {r['peak_rss_mb']:11.0f} "
+                       f"{r['peak_rss_above_torch_import_mb']:11.0f}")
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--iters", type=int, default=5, help="timed updates per workload")
+    p.add_argument("--iters", type=int, default=None, help="timed updates per workload (5; quick 1)")
     p.add_argument("--warmup", type=int, default=2, help="untimed updates first (>= 2 recommended)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (2; quick 1)")
     p.add_argument("--batch", type=int, default=None, help="sequences per batch (16; quick 2)")
@@ -426,13 +440,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.seq, args.horizon = args.batch or 2, args.seq or 8, args.horizon or 3
-        if "--iters" not in (argv if argv is not None else sys.argv[1:]):
-            args.iters = 1
+        args.iters = args.iters or 1
         # one thread: a smoke test must not depend on the machine being idle (see main's load check)
         args.threads = args.threads or 1
     else:
         args.batch, args.seq, args.horizon = args.batch or 16, args.seq or 64, args.horizon or 15
         args.threads = args.threads or 2
+        args.iters = args.iters or 5
     catalogue = QUICK if args.quick else WORKLOADS
 
     if args.one is not None:  # child
@@ -501,7 +515,6 @@ def main(argv=None) -> int:
                 "differ (ours RMSNorm over the projected features, TorchRL a channel RMSNorm)",
                 "continuous actor: separate mean and std heads (ours one Linear to 2*action_dim); same "
                 "Normal(tanh(mean), 0.9*sigmoid(s+2)+0.1) and parameter count",
-            ],
             ],
         },
         "machine": {

@@ -27,7 +27,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from torchrl_dreamerxp.envs import make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
-from torchrl_dreamerxp.replay import ContiguousSliceSampler  # noqa: E402
+from torchrl_dreamerxp.replay import ContiguousSliceSampler, PrioritizedTrajectorySampler  # noqa: E402
 from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
 from torchrl_dreamerxp.training.agent import build_networks, env_shapes  # noqa: E402
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
@@ -42,8 +42,6 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 def run(cfg: DictConfig) -> Path:
     run_dir = Path(cfg.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.xp.name != "none":
-        raise NotImplementedError(f"xp={cfg.xp.name} is not available yet; use xp=none")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -77,8 +75,10 @@ def run(cfg: DictConfig) -> Path:
             else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len))
     storage = (LazyMemmapStorage(size, scratch_dir=run_dir / "replay_scratch") if size > cfg.replay_memmap_above
                else LazyTensorStorage(size))
-    replay = TensorDictReplayBuffer(storage=storage, sampler=ContiguousSliceSampler(slice_len),
-                                    batch_size=cfg.batch_size * slice_len)
+    prioritized = cfg.xp.prioritized
+    sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if prioritized
+               else ContiguousSliceSampler(slice_len))
+    replay = TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=cfg.batch_size * slice_len)
     state_shapes = {"deter": (world_model.rssm.deter,), "stoch": (world_model.rssm.stoch, world_model.rssm.classes)}
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
 
@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> Path:
         counters = load_checkpoint(last, learner, replay)
         ratio.load_state_dict(counters["ratio"])
         print(f"resumed from {last} at env step {counters['env_steps']}")
-    logger = RunLogger(run_dir, cfg, resume=cfg.resume)
+    logger = RunLogger(run_dir, cfg, resume_step=counters["env_steps"] if last is not None else None)
     # the bar to clear: a uniformly random policy on the evaluation env
     random_return = counters.get("random_return")
     if random_return is None:
@@ -126,8 +126,11 @@ def run(cfg: DictConfig) -> Path:
                 train_metrics = learner.update(sample)
                 # replay context: the posterior of each trained step becomes a start state later
                 diag = learner.last_diagnostics
-                index = info["index"].reshape(cfg.batch_size, slice_len)[:, cfg.replay_context:].reshape(-1)
+                index = info["index"].reshape(cfg.batch_size, slice_len)[:, cfg.replay_context:]
                 write_back_states(replay, index, diag["deter"], diag["stoch"])
+                if prioritized:  # XP: each trajectory's ε and δ follow the errors of its trained steps
+                    sampler.update_priority(index, {"recon_error": diag["recon_error"]})
+                    sampler.update_priority(index[:, :-1], {"value_error": diag["value_error"]})
                 counters["updates"] += 1
 
         bar.update(batch.numel())
@@ -135,7 +138,8 @@ def run(cfg: DictConfig) -> Path:
             elapsed = time.time() - t0
             rates = {"perf/env_steps_per_s": (counters["env_steps"] - steps0) / elapsed,
                      "perf/updates_per_s": (counters["updates"] - updates0) / elapsed}
-            logger.log({**{f"train/{k}": v for k, v in train_metrics.items()}, **rates,
+            replay_stats = sampler.stats() if prioritized else {}
+            logger.log({**{f"train/{k}": v for k, v in train_metrics.items()}, **rates, **replay_stats,
                         "train/updates": counters["updates"]}, counters["env_steps"])
             bar.set_postfix(ret=f"{last_return:.1f}", sps=f"{rates['perf/env_steps_per_s']:.0f}",
                             ups=f"{rates['perf/updates_per_s']:.2f}")

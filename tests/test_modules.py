@@ -156,3 +156,9 @@ def test_preset_parameter_counts(preset):
     count = sum(p.numel() for net in nets for p in net.parameters())
     print(preset, count)
     assert 0.5 * PRESET_PARAMS[preset] < count < 1.6 * PRESET_PARAMS[preset], count
+
+
+def test_strided_encoder_halves_exactly():
+    enc = Encoder(pixel_shape=(3, 64, 64), depth=2, strided=True)
+    x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    assert enc(pixels=x).shape == (2, enc.out_dim) and enc.out_dim == 8 * 4 * 4

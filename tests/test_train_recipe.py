@@ -2,6 +2,7 @@
 import csv
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,32 @@ def test_vector_run_writes_the_run_directory_and_resumes(tmp_path):
     assert any("train/loss_model_reconstruction" in m for m in metrics) or counters["updates"] > 0
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000000080", "step_000000160"]
 
-    # resume with a larger budget: continues from 160, keeps the eval history
+    # a crash after step 160 that lost its last checkpoint: resume redoes 80 -> 240 with a larger budget,
+    # keeps the eval history up to the checkpoint and writes no row twice
     (run_dir / "done").unlink()
+    shutil.rmtree(run_dir / "checkpoints" / "step_000000160")
     cfg = config(tmp_path, "env=gym/CartPole-v1", "steps=240", "eval.every=80", "checkpoint_every=80", "resume=true")
     train_recipe.run(cfg)
     assert [int(r["env_step"]) for r in read_eval(run_dir)] == [80, 160, 240]
     assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16
+    steps = [json.loads(line)["env_step"] for line in open(run_dir / "metrics.jsonl")]
+    assert steps == sorted(steps)
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path):
+    cfg = config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "checkpoint_every=1000")
+    (tmp_path / "eval.csv").write_text("env_step,eval_return\n999,1.0\n")  # left by a crashed run
+    train_recipe.run(config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "resume=true"))
+    assert [int(r["env_step"]) for r in read_eval(tmp_path)] == [64]
+
+
+def test_prioritized_replay_run(tmp_path):
+    cfg = config(tmp_path, "env=gym/CartPole-v1", "xp=prioritized", "steps=128", "eval.every=128", "logger.every=64")
+    run_dir = train_recipe.run(cfg)
+    metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    logged = [m for m in metrics if "replay/effective_sample_size" in m]
+    assert logged and logged[-1]["replay/trajectories"] > 1 and logged[-1]["replay/nonfinite_errors"] == 0
+    assert 0.0 <= logged[-1]["replay/sampled_newest_10pct"] <= 1.0
 
 
 def test_continuous_vector_run(tmp_path):

@@ -22,7 +22,7 @@ class ChannelRMSNorm(nn.Module):
 
 
 def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
-    layer = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2)
+    layer = nn.Conv2d(cin, cout, kernel, stride, padding=(kernel - stride + 1) // 2)  # halves exactly at stride 2
     init_linear_(layer.weight, layer.bias, cin * kernel * kernel)
     return layer
 

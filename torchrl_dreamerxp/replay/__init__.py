@@ -1,4 +1,5 @@
 """Replay samplers: uniform contiguous slices (DreamerV3) and prioritized trajectories (XP)."""
+from .prioritized_trajectory import PrioritizedTrajectorySampler
 from .slice_sampler import ContiguousSliceSampler
 
-__all__ = ["ContiguousSliceSampler"]
+__all__ = ["ContiguousSliceSampler", "PrioritizedTrajectorySampler"]

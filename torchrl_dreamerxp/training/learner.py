@@ -53,7 +53,10 @@ class Learner(nn.Module):
         self.last_diagnostics: dict[str, torch.Tensor] = {}
 
     def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """All loss terms (``loss_*``) and the metrics of one batch, without stepping."""
+        """All loss terms (``loss_*``) and the metrics of one batch, without an optimizer step.
+
+        Not free of side effects: the actor loss updates its return-percentile EMA.
+        """
         wm = self.world_model_loss(batch)
         imagined = self.imagination(wm["deter"].flatten(0, 1), wm["stoch"].flatten(0, 1))
         actor = self.actor_loss(imagined)

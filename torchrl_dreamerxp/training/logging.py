@@ -18,13 +18,18 @@ class RunLogger:
     ``wandb sync``), ``online`` (needs an account) or ``disabled`` (files only).
     """
 
-    def __init__(self, run_dir: Path, cfg, resume: bool = False):
+    def __init__(self, run_dir: Path, cfg, resume_step: int | None = None):
         self.run_dir = Path(run_dir)
-        self.metrics = open(self.run_dir / "metrics.jsonl", "a" if resume else "w")
-        eval_path = self.run_dir / "eval.csv"
-        if not (resume and eval_path.exists()):
-            eval_path.write_text("env_step,eval_return\n")
-        self.eval_path = eval_path
+        self.eval_path = self.run_dir / "eval.csv"
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        if resume_step is None:
+            self.eval_path.write_text("env_step,eval_return\n")
+            self.metrics_path.write_text("")
+        else:
+            # rows written after the checkpoint we resume from are redone: drop them
+            _truncate_after(self.eval_path, resume_step, header=True)
+            _truncate_after(self.metrics_path, resume_step, header=False)
+        self.metrics = open(self.metrics_path, "a")
         self.wandb = None
         mode = cfg.logger.mode
         if mode not in ("offline", "online", "disabled"):
@@ -59,6 +64,20 @@ class RunLogger:
         self.metrics.close()
         if self.wandb is not None:
             self.wandb.experiment.finish()
+
+
+def _truncate_after(path: Path, step: int, header: bool) -> None:
+    """Keep the rows of a run file whose env step is at most ``step``."""
+    if not path.exists():
+        path.write_text("env_step,eval_return\n" if header else "")
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    head, rows = (lines[:1], lines[1:]) if header else ([], lines)
+    if header:
+        keep = [r for r in rows if r.strip() and int(r.split(",")[0]) <= step]
+    else:
+        keep = [r for r in rows if r.strip() and json.loads(r).get("env_step", 0) <= step]
+    path.write_text("".join(head + keep))
 
 
 @torch.no_grad()

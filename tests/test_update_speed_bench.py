@@ -1,0 +1,29 @@
+"""Smoke test of ``benchmarks/update_speed.py --quick``: both implementations run and are timed."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_update_speed_quick(tmp_path):
+    out = tmp_path / "update_speed.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "update_speed.py"), "--quick", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = result["workloads"]
+    assert not [r for r in rows if "error" in r], [r["error"] for r in rows if "error" in r]
+    assert {r["impl"] for r in rows} == {"ours", "torchrl"}
+    for r in rows:
+        for key in ("sec_per_update_median", "sec_per_update_min", "peak_rss_mb"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["name"], key, r[key])
+        assert r["params"] > 0 and (r["batch"], r["seq"], r["horizon"]) == (2, 8, 3)
+    ratio = result["ratios"]["tiny/vector"]
+    assert ratio["torchrl_over_ours_median"] > 0
+    assert ratio["params_torchrl"] == ratio["params_ours"]  # sizes matched exactly on the vector row
+    assert result["machine"]["torch"] and result["command"]
