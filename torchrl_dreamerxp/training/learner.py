@@ -19,7 +19,7 @@ class Learner(nn.Module):
     One :class:`~torchrl.trainers.algorithms.DreamerV3Optimizer` (LaProp: RMS-normalised gradient then
     momentum, adaptive gradient clipping 0.3, eps 1e-20, linear warm-up) steps all parameters on the
     sum of the loss terms, as the official agent does; the slow critic follows with
-    ``SoftUpdate(tau=0.02)``. Losses scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
+    ``SoftUpdate(tau=0.02)``. Loss scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
 
     :meth:`update` takes a replayed batch ``[B, T + context]`` and returns scalar metrics; the per-step
     ``recon_error`` ``[B, T]`` and ``value_error`` ``[B, T−1]`` and the posterior states (for the
