@@ -100,7 +100,6 @@ class PrioritizedTrajectorySampler(Sampler):
         self.last_ext_id = None  # id in traj_key of the trajectory being written
         self.nonfinite_errors = 0
         self.sampled_newest = 0.0
-        self._last_probs: torch.Tensor | None = None
 
     @property
     def num_trajectories(self) -> int:
@@ -208,7 +207,6 @@ class PrioritizedTrajectorySampler(Sampler):
         if self._size < self.slice_len:
             raise RuntimeError(f"the storage holds {self._size} steps, fewer than one slice of {self.slice_len}")
         probs = self.probabilities()
-        self._last_probs = probs
         num = batch_size // self.slice_len
         traj = torch.multinomial(probs, num, replacement=True)
         offset = (torch.rand(num) * self.length[traj]).long()
