@@ -2,11 +2,14 @@
 
     python benchmarks/learning.py --task cartpole --seeds 0 1 2 --parallel 2
     python benchmarks/learning.py --task pendulum --seeds 0 1 2 --parallel 2
+    python benchmarks/learning.py --task cartpole --compare uniform,prioritized --parallel 2
 
 Each seed is a full ``recipes/train.py`` run (its own run directory under ``--runs``). Writes
 ``benchmarks/results/learning_<task>.json`` (per seed: env steps, eval returns, the random-policy
 return; the bar and whether it was met) and ``docs/img/learning_<task>.png`` (curves, mean, random line).
-Runs already finished (``done`` present) are read, not rerun.
+Runs already finished (``done`` present) are read, not rerun. ``--compare`` runs each variant (an
+``xp`` setting) over the seeds and writes ``learning_<task>_compare.json`` and a plot of every variant;
+the ``uniform``/``dreamerv3`` variant shares its run directories with the plain benchmark.
 """
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ TASKS = {
     "pendulum": dict(env="gym/Pendulum-v1", model="vector_small", steps=30000, bar=-300.0,
                      extra=["eval.every=3000", "eval.episodes=5"]),
 }
+
+
+# variant -> recipe overrides; "uniform" and "dreamerv3" are plain DreamerV3 (the default xp=none)
+VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["xp=prioritized"]}
 
 
 def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[str]) -> Path:
@@ -86,35 +93,88 @@ def plot(task_name: str, task: dict, per_seed: dict, out_png: Path) -> None:
     plt.close(fig)
 
 
+def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
+    """Mean eval return per variant (bold) over its seeds (faint)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, per_seed) in enumerate(variants.items()):
+        color = f"C{i}"
+        curves = [r["eval_return"] for r in per_seed.values()]
+        n = min(len(c) for c in curves)
+        steps = next(iter(per_seed.values()))["env_steps"][:n]
+        for c in curves:
+            ax.plot(steps, c[:n], color=color, alpha=0.25)
+        ax.plot(steps, np.mean([c[:n] for c in curves], 0), color=color, linewidth=2, label=f"{name} (mean of {len(curves)})")
+    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.set_title(f"{task['env']} ({task['model']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def summarize(per_seed: dict, bar: float) -> dict:
+    finals = [r["eval_return"][-1] for r in per_seed.values()]
+    mean_final = sum(finals) / len(finals)
+    return {"seeds": per_seed, "final_returns": finals, "mean_final_return": mean_final, "bar_met": mean_final >= bar}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--parallel", type=int, default=1, help="runs at once (each with cores/parallel threads)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores/parallel)")
-    parser.add_argument("--runs", type=Path, default=None, help="where the run directories go")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs", help="base folder of the run directories")
+    parser.add_argument("--compare", default=None, help=f"comma-separated variants of {sorted(VARIANTS)}")
+    parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--out-png", type=Path, default=None)
     parser.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. train_ratio=32")
     args = parser.parse_args()
     task = TASKS[args.task]
-    runs = args.runs or ROOT / "runs" / f"learning_{args.task}"
     threads = args.threads or max(1, (os.cpu_count() or 2) // args.parallel)
     start = time.time()
-    with ThreadPoolExecutor(args.parallel) as pool:
-        dirs = list(pool.map(lambda s: run_seed(task, s, runs, threads, args.overrides), args.seeds))
-    per_seed = {seed: read_run(d) for seed, d in zip(args.seeds, dirs)}
-    finals = [r["eval_return"][-1] for r in per_seed.values()]
-    mean_final = sum(finals) / len(finals)
-    result = {
-        "task": args.task, **{k: task[k] for k in ("env", "model", "steps", "bar")},
-        "overrides": args.overrides, "seeds": per_seed, "final_returns": finals, "mean_final_return": mean_final,
-        "bar_met": mean_final >= task["bar"], "wall_clock_s": time.time() - start,
-        "command": " ".join(sys.argv),
-    }
-    out = ROOT / "benchmarks" / "results" / f"learning_{args.task}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    plot(args.task, task, per_seed, ROOT / "docs" / "img" / f"learning_{args.task}.png")
-    print(json.dumps({k: result[k] for k in ("task", "final_returns", "mean_final_return", "bar", "bar_met")}))
+
+    def run_all(runs: Path, overrides: list[str]) -> dict:
+        with ThreadPoolExecutor(args.parallel) as pool:
+            dirs = list(pool.map(lambda s: run_seed(task, s, runs, threads, overrides), args.seeds))
+        return {seed: read_run(d) for seed, d in zip(args.seeds, dirs)}
+
+    head = {"task": args.task, **{k: task[k] for k in ("env", "model", "steps", "bar")}, "overrides": args.overrides}
+    results_dir, img_dir = ROOT / "benchmarks" / "results", ROOT / "docs" / "img"
+    if args.compare:
+        names = args.compare.split(",")
+        unknown = sorted(set(names) - set(VARIANTS))
+        if unknown:
+            raise SystemExit(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
+        variants = {}
+        for name in names:
+            plain = VARIANTS[name] == ["xp=none"]
+            runs = args.runs / (f"learning_{args.task}" if plain else f"learning_{args.task}_{name}")
+            variants[name] = run_all(runs, [*VARIANTS[name], *args.overrides])
+        result = {**head, "variants": {n: summarize(v, task["bar"]) for n, v in variants.items()}}
+        out_json = args.out_json or results_dir / f"learning_{args.task}_compare.json"
+        plot_compare(task, variants, args.out_png or img_dir / f"learning_{args.task}_compare.png")
+        summary = {n: {k: v[k] for k in ("final_returns", "mean_final_return")} for n, v in result["variants"].items()}
+    else:
+        per_seed = run_all(args.runs / f"learning_{args.task}", args.overrides)
+        result = {**head, **summarize(per_seed, task["bar"])}
+        out_json = args.out_json or results_dir / f"learning_{args.task}.json"
+        plot(args.task, task, per_seed, args.out_png or img_dir / f"learning_{args.task}.png")
+        summary = {k: result[k] for k in ("final_returns", "mean_final_return", "bar_met")}
+    result.update(wall_clock_s=time.time() - start, command=" ".join(sys.argv))
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1))
+    print(json.dumps({"task": args.task, **summary}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""benchmarks/learning.py aggregation and --compare on finished run directories (no training)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_run(run_dir: Path, returns):
+    run_dir.mkdir(parents=True)
+    rows = "".join(f"{2000 * (i + 1)},{r}\n" for i, r in enumerate(returns))
+    (run_dir / "eval.csv").write_text("env_step,eval_return\n" + rows)
+    (run_dir / "done").write_text(json.dumps({"updates": 10, "random_return": 20.0}))
+
+
+def test_compare_reads_finished_runs(tmp_path):
+    fake_run(tmp_path / "learning_cartpole" / "seed0", [10, 300])
+    fake_run(tmp_path / "learning_cartpole" / "seed1", [20, 500])
+    fake_run(tmp_path / "learning_cartpole_prioritized" / "seed0", [30, 400])
+    fake_run(tmp_path / "learning_cartpole_prioritized" / "seed1", [40, 480])
+    out, png = tmp_path / "out.json", tmp_path / "out.png"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "learning.py"), "--task", "cartpole", "--seeds", "0", "1",
+                    "--runs", str(tmp_path), "--compare", "uniform,prioritized", "--out-json", str(out),
+                    "--out-png", str(png)], check=True, cwd=ROOT, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["variants"]["uniform"]["final_returns"] == [300.0, 500.0]
+    assert result["variants"]["uniform"]["mean_final_return"] == 400.0 and not result["variants"]["uniform"]["bar_met"]
+    assert result["variants"]["prioritized"]["mean_final_return"] == 440.0
+    assert png.stat().st_size > 1000
