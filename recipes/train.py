@@ -29,7 +29,7 @@ from torchrl_dreamerxp.envs import make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
 from torchrl_dreamerxp.replay import ContiguousSliceSampler, PrioritizedTrajectorySampler  # noqa: E402
 from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
-from torchrl_dreamerxp.training.agent import build_networks, env_shapes  # noqa: E402
+from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, check_intrinsic_config, env_shapes  # noqa: E402
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
 from torchrl_dreamerxp.training.evaluation import evaluate  # noqa: E402
 from torchrl_dreamerxp.training.logging import RunLogger, plot_returns  # noqa: E402
@@ -40,6 +40,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 def run(cfg: DictConfig) -> Path:
+    check_intrinsic_config(cfg.xp)  # bad XP settings fail before anything is built
     run_dir = Path(cfg.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -56,10 +57,14 @@ def run(cfg: DictConfig) -> Path:
     env = TransformedEnv(env, policy.make_primer())
     env.append_transform(RewardSum())
     eval_env = TransformedEnv(eval_env, policy.make_primer())
+    # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
+    ensemble, reward_transform = (build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic
+                                  else (None, None))
     a = cfg.agent
     learner = Learner(
         world_model, actor, critic, horizon=a.horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
-        slow_critic_rate=a.slow_critic_rate,
+        slow_critic_rate=a.slow_critic_rate, reward_transform=reward_transform, ensemble=ensemble,
+        ensemble_lr=cfg.xp.ensemble.lr if cfg.xp.intrinsic else 1e-4,
         world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
                                 horizon=a.return_horizon, context=cfg.replay_context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef),
@@ -110,11 +115,14 @@ def run(cfg: DictConfig) -> Path:
     next_ckpt = (counters["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
     next_log = counters["env_steps"] + cfg.logger.every
     last_return, train_metrics, t0, steps0, updates0 = float("nan"), {}, time.time(), counters["env_steps"], 0
+    unscheduled_returns: list[float] = []
     for batch in collector:
         replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes))
         counters["env_steps"] += batch.numel()
         done = batch["next", "done"].reshape(-1)
-        for ep_return in batch["next", "episode_reward"].reshape(-1)[done].tolist():
+        finished = batch["next", "episode_reward"].reshape(-1)[done].tolist()
+        unscheduled_returns += finished  # for a return-driven λ, consumed at the next update
+        for ep_return in finished:
             counters["episodes"] += 1
             last_return = ep_return
             logger.log({"train/episode_return": ep_return}, counters["env_steps"])
@@ -131,6 +139,10 @@ def run(cfg: DictConfig) -> Path:
                 if prioritized:  # XP: each trajectory's ε and δ follow the errors of its trained steps
                     sampler.update_priority(index, {"recon_error": diag["recon_error"]})
                     sampler.update_priority(index[:, :-1], {"value_error": diag["value_error"]})
+                if reward_transform is not None:  # XP: λ moves with training (and finished returns)
+                    lam = reward_transform.scheduler.step(unscheduled_returns)
+                    unscheduled_returns = []
+                    logger.log({"xp/lambda": lam}, counters["env_steps"])
                 counters["updates"] += 1
 
         bar.update(batch.numel())

@@ -87,3 +87,44 @@ def test_pixel_smoke(tmp_path, env):
     cfg = config(tmp_path, f"env={env}", "steps=72", "eval.every=64", "eval.max_steps=20", "checkpoint_every=64", "resume=true")
     train_recipe.run(cfg)
     assert json.loads((run_dir / "done").read_text())["env_steps"] == 72
+
+
+def test_intrinsic_run_logs_lambda_and_resumes_the_scheduler(tmp_path):
+    common = ["env=gym/Pendulum-v1", "xp=intrinsic", "xp.scheduler.exponential.decay_steps=50", "eval.every=96",
+              "eval.max_steps=50", "checkpoint_every=96", "logger.every=48"]
+    run_dir = train_recipe.run(config(tmp_path, *common, "steps=96"))
+    metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    lams = [m["xp/lambda"] for m in metrics if "xp/lambda" in m]
+    updates = json.loads((run_dir / "done").read_text())["updates"]
+    assert len(lams) == updates == 48  # λ logged at every update
+    assert lams == sorted(lams) and 0.5 < lams[-1] < 1.0  # exponential decay of the intrinsic weight
+    trained = [m for m in metrics if "train/loss_ensemble" in m]
+    assert trained and all(k in trained[-1] for k in ("train/reward_intrinsic", "train/reward_extrinsic", "train/lambda"))
+    # resume: the scheduler continues from the checkpoint instead of restarting at lam_start
+    (run_dir / "done").unlink()
+    train_recipe.run(config(tmp_path, *common, "steps=112", "resume=true"))
+    lams2 = [json.loads(line)["xp/lambda"] for line in open(run_dir / "metrics.jsonl") if "xp/lambda" in line]
+    assert len(lams2) == 64 and lams2[48] > lams[-1]
+
+
+def test_full_xp_run(tmp_path):
+    cfg = config(tmp_path, "env=gym/CartPole-v1", "xp=full", "xp.scheduler.name=return_average", "steps=128",
+                 "eval.every=128", "logger.every=64")
+    assert cfg.xp.prioritized and cfg.xp.intrinsic and cfg.xp.replay.lambda_r == 0.1 and cfg.xp.ensemble.members == 5
+    run_dir = train_recipe.run(cfg)
+    metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    assert any("replay/effective_sample_size" in m for m in metrics)
+    assert any("train/loss_ensemble" in m for m in metrics)
+
+
+@pytest.mark.parametrize("override, match", [
+    ("xp.ensemble.members=1", "members"), ("xp.window=0", "window"), ("xp.ensemble.mode=big", "mode"),
+    ("xp.scheduler.exponential.lam_start=1.5", "lam_start"), ("xp.scheduler.name=cosine", "scheduler"),
+    ("xp.scheduler.constant.lam=-0.2", "lam"),
+])
+def test_bad_intrinsic_settings_fail_before_anything_is_built(tmp_path, override, match):
+    scheduler = ["xp.scheduler.name=constant"] if "constant" in override else []
+    cfg = config(tmp_path / "run", "env=gym/CartPole-v1", "xp=intrinsic", *scheduler, override)
+    with pytest.raises(ValueError, match=match):
+        train_recipe.run(cfg)
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,8 @@ from .heads import ContinueHead, TwoHotHead
 from .imagination import Imagination
 from .policy import DreamerPolicy
 from .layers import MLP, BlockLinear
+from .reward_ensemble import EnsembleMLP, RewardEnsemble
 from .rssm import RSSM
 from .world_model import WorldModel
 
-__all__ = ["Actor", "BlockLinear", "ContinueHead", "Decoder", "DreamerPolicy", "Encoder", "Imagination", "MLP", "RSSM", "TwoHotHead", "WorldModel"]
+__all__ = ["Actor", "BlockLinear", "ContinueHead", "Decoder", "DreamerPolicy", "Encoder", "EnsembleMLP", "Imagination", "MLP", "RSSM", "RewardEnsemble", "TwoHotHead", "WorldModel"]

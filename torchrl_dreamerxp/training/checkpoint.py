@@ -22,7 +22,7 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict) -> 
     torch.save(
         {
             "learner": learner.state_dict(),
-            "optimizer": learner.optimizer.state_dict(),
+            "training": learner.training_state_dict(),  # optimizers, λ scheduler
             "counters": counters,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         },
@@ -48,7 +48,7 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     """Restores the learner, optimizer, replay and RNG in place; returns the counters."""
     state = torch.load(Path(path) / "state.pt", weights_only=False)
     learner.load_state_dict(state["learner"])
-    learner.optimizer.load_state_dict(state["optimizer"])
+    learner.load_training_state_dict(state["training"])
     replay_buffer.loads(Path(path) / "replay")
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])

@@ -7,8 +7,8 @@ from torch import nn
 from torchrl.objectives import SoftUpdate
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
-from ..modules import Actor, Imagination, TwoHotHead, WorldModel
-from ..objectives import ActorLoss, CriticLoss, WorldModelLoss
+from ..modules import Actor, Imagination, RewardEnsemble, TwoHotHead, WorldModel
+from ..objectives import ActorLoss, CriticLoss, RewardEnsembleLoss, WorldModelLoss
 
 __all__ = ["Learner"]
 
@@ -20,6 +20,12 @@ class Learner(nn.Module):
     momentum, adaptive gradient clipping 0.3, eps 1e-20, linear warm-up) steps all parameters on the
     sum of the loss terms, as the official agent does; the slow critic follows with
     ``SoftUpdate(tau=0.02)``. Loss scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
+
+    XP latent reward disagreement: with ``ensemble`` (a :class:`~torchrl_dreamerxp.modules.RewardEnsemble`)
+    each update also trains the ensemble on the detached posterior transitions of the batch, with its own
+    Adam optimizer (``ensemble_lr``); ``reward_transform`` (an
+    :class:`~torchrl_dreamerxp.transforms.IntrinsicRewardTransform`) rewrites the imagined rewards
+    before returns are computed.
 
     :meth:`update` takes a replayed batch ``[B, T + context]`` and returns scalar metrics; the per-step
     ``recon_error`` ``[B, T]`` and ``value_error`` ``[B, T−1]`` and the posterior states (for the
@@ -40,6 +46,7 @@ class Learner(nn.Module):
 
     def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
                  agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
+                 ensemble: RewardEnsemble | None = None, ensemble_lr=1e-4,
                  world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None):
         super().__init__()
         self.world_model, self.actor, self.critic = world_model, actor, critic
@@ -50,6 +57,11 @@ class Learner(nn.Module):
         self.slow_critic = SoftUpdate(self.critic_loss, tau=slow_critic_rate)
         params = [*world_model.parameters(), *actor.parameters(), *critic.parameters()]
         self.optimizer = DreamerV3Optimizer(params, lr=lr, agc=agc, eps=eps, warmup_steps=warmup)
+        self.reward_transform = reward_transform
+        self.ensemble = ensemble
+        if ensemble is not None:
+            self.ensemble_loss = RewardEnsembleLoss(ensemble)
+            self.ensemble_optimizer = torch.optim.Adam(ensemble.parameters(), lr=ensemble_lr)
         self.last_diagnostics: dict[str, torch.Tensor] = {}
 
     def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -67,6 +79,10 @@ class Learner(nn.Module):
         critic = self.critic_loss(TensorDict({"imagined": imagined, "replay": replay}, []))
         terms = {}
         metrics = {}
+        if "reward_intrinsic" in imagined.keys():  # XP: the two parts of the mixed imagined reward
+            metrics["reward_extrinsic"] = imagined["reward_extrinsic"][:, 1:].mean()
+            metrics["reward_intrinsic"] = imagined["reward_intrinsic"][:, 1:].mean()
+            metrics["lambda"] = torch.tensor(float(self.reward_transform.lam))
         for out in (wm, actor, critic):
             for key, value in out.items():
                 if key.startswith("loss_"):
@@ -91,4 +107,34 @@ class Learner(nn.Module):
         self.slow_critic.step()
         out = {k: float(v.detach()) for k, v in {**terms, **metrics}.items()}
         out["loss"] = float(loss.detach())
+        if self.ensemble is not None:
+            out["loss_ensemble"] = self.update_ensemble(batch)
         return out
+
+    def update_ensemble(self, batch: TensorDictBase) -> float:
+        """One step of the reward ensemble on the posterior transitions of the last :meth:`losses` call."""
+        data = batch[:, self.world_model_loss.context:]
+        transitions = data.select("action", "reward", "is_first").clone(False)
+        transitions.set("deter", self.last_diagnostics["deter"])
+        transitions.set("stoch", self.last_diagnostics["stoch"])
+        loss = self.ensemble_loss(transitions)["loss_ensemble"]
+        self.ensemble_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.ensemble_optimizer.step()
+        return float(loss.detach())
+
+    def training_state_dict(self) -> dict:
+        """Optimizer and scheduler states (the module parameters are in :meth:`state_dict`)."""
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.ensemble is not None:
+            state["ensemble_optimizer"] = self.ensemble_optimizer.state_dict()
+        if self.reward_transform is not None:
+            state["scheduler"] = self.reward_transform.scheduler.state_dict()
+        return state
+
+    def load_training_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ensemble is not None:
+            self.ensemble_optimizer.load_state_dict(state["ensemble_optimizer"])
+        if self.reward_transform is not None:
+            self.reward_transform.scheduler.load_state_dict(state["scheduler"])

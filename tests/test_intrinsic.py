@@ -1,0 +1,226 @@
+"""XP extension 2: reward ensemble, intrinsic-reward transform, λ schedulers, and their recipe wiring."""
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from torchrl_dreamerxp.modules import RewardEnsemble, TwoHotHead, WorldModel
+from torchrl_dreamerxp.modules.reward_ensemble import EnsembleMLP
+from torchrl_dreamerxp.objectives import RewardEnsembleLoss, WorldModelLoss
+from torchrl_dreamerxp.schedulers import ConstantWeight, ExponentialDecayWeight, ReturnMovingAverageWeight, make_scheduler
+from torchrl_dreamerxp.transforms import IntrinsicRewardTransform
+
+DETER, STOCH, CLASSES, ACTION = 16, 4, 4, 2
+
+
+class FixedPredictions:
+    """A stand-in ensemble whose reward predictions are given, to pin the transform's arithmetic."""
+
+    def __init__(self, preds):
+        self.preds = preds
+
+    def reward_predictions(self, deter, stoch, action, next_deter):
+        return self.preds
+
+
+def tiny_world_model():
+    return WorldModel(action_dim=ACTION, obs_dim=3, deter=DETER, hidden=8, stoch=STOCH, classes=CLASSES, units=8,
+                      blocks=4, enc_layers=1, dec_layers=1)
+
+
+# -- the ensemble ---------------------------------------------------------------------------------
+def test_ensemble_mlp_is_one_vectorized_call_equal_to_each_member_alone():
+    torch.manual_seed(0)
+    mlp = EnsembleMLP(members=3, in_features=5, units=7, layers=2, out=4)
+    x = torch.randn(6, 5)
+    out = mlp(x)
+    assert out.shape == (3, 6, 4)
+    for k in range(3):  # member k computed by hand from its slice of the stacked parameters
+        h = x @ mlp.weights[0][k] + mlp.biases[0][k]
+        for i in (1, 2):
+            h = torch.nn.functional.silu(h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-4) * mlp.norm_scales[i - 1][k])
+            h = h @ mlp.weights[i][k] + mlp.biases[i][k]
+        torch.testing.assert_close(out[k], h)
+    # per-member inputs [K, N, in] give the same result as the shared input expanded
+    torch.testing.assert_close(mlp(x.expand(3, 6, 5)), out)
+    with pytest.raises(ValueError, match="expected"):
+        mlp(torch.randn(2, 6, 5))
+
+
+def test_members_differ_by_initialisation():
+    torch.manual_seed(0)
+    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=5, units=8, layers=1, mode="reward")
+    preds = ens.reward_predictions(torch.randn(10, DETER), torch.randn(10, STOCH, CLASSES), torch.randn(10, ACTION),
+                                   torch.randn(10, DETER))
+    assert preds.shape == (5, 10)
+    assert preds.var(0).min() > 0  # every input gets some disagreement at initialisation
+
+
+def test_latent_mode_scores_the_predicted_latent_with_the_reward_head():
+    torch.manual_seed(0)
+    head = TwoHotHead(DETER + STOCH * CLASSES, units=8, layers=1, outscale=1.0)  # non-zero so scores differ
+    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, reward_head=head)
+    deter, stoch, action = torch.randn(7, DETER), torch.randn(7, STOCH, CLASSES), torch.randn(7, ACTION)
+    next_deter = torch.randn(7, DETER)
+    preds = ens.reward_predictions(deter, stoch, action, next_deter)
+    logits = ens(deter, stoch, action)  # [K, N, S, C]
+    z = torch.nn.functional.one_hot(logits.argmax(-1), CLASSES).float()
+    expected = torch.stack([head.predict(head(torch.cat([next_deter, z[k].flatten(-2)], -1))) for k in range(3)])
+    torch.testing.assert_close(preds, expected, rtol=1e-5, atol=1e-5)  # symexp bins reach e^20
+
+
+def test_ensemble_holds_no_world_model_parameter_and_sends_it_no_gradient():
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, reward_head=wm.reward)
+    assert not {id(p) for p in ens.parameters()} & {id(p) for p in wm.parameters()}
+    B, T = 2, 6
+    batch = TensorDict({
+        "observation": torch.randn(B, T, 3), "action": torch.eye(ACTION)[torch.randint(ACTION, (B, T))],
+        "reward": torch.randn(B, T), "is_first": torch.zeros(B, T, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool), "is_last": torch.zeros(B, T, dtype=torch.bool),
+        "deter": torch.zeros(B, T, DETER), "stoch": torch.zeros(B, T, STOCH, CLASSES)}, [B, T])
+    post = WorldModelLoss(wm)(batch)  # posterior states that still carry the world model's graph
+    assert post["deter"].requires_grad
+    data = batch[:, 1:].select("action", "reward", "is_first")
+    data.set("deter", post["deter"])
+    data.set("stoch", post["stoch"])
+    RewardEnsembleLoss(ens)(data)["loss_ensemble"].backward()
+    assert all(p.grad is None for p in wm.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ens.parameters())
+
+
+@pytest.mark.parametrize("mode", ["latent", "reward"])
+def test_ensemble_learns_a_fixed_transition(mode):
+    torch.manual_seed(0)
+    head = TwoHotHead(DETER + STOCH * CLASSES, units=8, layers=1)
+    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=16, layers=1, mode=mode, reward_head=head)
+    stoch = torch.nn.functional.one_hot(torch.randint(CLASSES, (2, 9, STOCH)), CLASSES).float()
+    td = TensorDict({"deter": torch.randn(2, 9, DETER), "stoch": stoch, "action": torch.randn(2, 9, ACTION),
+                     "reward": torch.randn(2, 9), "is_first": torch.zeros(2, 9, dtype=torch.bool)}, [2, 9])
+    loss_fn = RewardEnsembleLoss(ens)
+    opt = torch.optim.Adam(ens.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        loss = loss_fn(td)["loss_ensemble"]
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.3 * first
+
+
+def test_ensemble_loss_masks_transitions_into_a_new_episode():
+    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=2, units=8, layers=1, mode="reward")
+    td = TensorDict({"deter": torch.zeros(1, 3, DETER), "stoch": torch.zeros(1, 3, STOCH, CLASSES),
+                     "action": torch.zeros(1, 3, ACTION), "reward": torch.tensor([[0.0, 0.0, 1e6]]),
+                     "is_first": torch.tensor([[False, False, True]])}, [1, 3])
+    masked = RewardEnsembleLoss(ens)(td)["loss_ensemble"]
+    td["reward"][0, 2] = 0.0
+    torch.testing.assert_close(masked, RewardEnsembleLoss(ens)(td)["loss_ensemble"])
+
+
+def test_ensemble_rejects_bad_settings():
+    with pytest.raises(ValueError, match="at least 2"):
+        RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=1, mode="reward")
+    with pytest.raises(ValueError, match="mode"):
+        RewardEnsemble(DETER, STOCH, CLASSES, ACTION, mode="nope")
+    with pytest.raises(ValueError, match="reward_head"):
+        RewardEnsemble(DETER, STOCH, CLASSES, ACTION, mode="latent")
+
+
+# -- the transform ---------------------------------------------------------------------------------
+def imagined(n=1, horizon=3, reward=None):
+    reward = torch.ones(n, horizon + 1) if reward is None else reward
+    return TensorDict({"deter": torch.zeros(n, horizon + 1, DETER), "stoch": torch.zeros(n, horizon + 1, STOCH, CLASSES),
+                       "action": torch.zeros(n, horizon + 1, ACTION), "reward": reward}, [n, horizon + 1])
+
+
+def test_transform_mixes_by_hand_computed_values():
+    # K = 2 members, H = 3: r̂_1 = [1, 2, 3], r̂_2 = [3, 2, 1] -> mean [2, 2, 2], variance [1, 0, 1],
+    # u = [3, 2, 3]; window 2 (cut at the horizon): r_intr = [2.5, 2.5, 3]
+    preds = torch.tensor([[[1.0, 2.0, 3.0]], [[3.0, 2.0, 1.0]]])
+    t = IntrinsicRewardTransform(FixedPredictions(preds), ConstantWeight(0.25), window=2)
+    out = t(imagined(reward=torch.tensor([[7.0, 1.0, 1.0, 1.0]])))
+    torch.testing.assert_close(out["reward_intrinsic"], torch.tensor([[0.0, 2.5, 2.5, 3.0]]))
+    torch.testing.assert_close(out["reward_extrinsic"], torch.tensor([[7.0, 1.0, 1.0, 1.0]]))
+    # λ = 0.25 is the extrinsic weight: 0.25·1 + 0.75·r_intr; the start state keeps its reward
+    torch.testing.assert_close(out["reward"], torch.tensor([[7.0, 2.125, 2.125, 2.5]]))
+
+
+def test_transform_follows_the_scheduler():
+    preds = torch.tensor([[[1.0, 1.0]], [[3.0, 3.0]]])  # u = 2 + 1 = 3 everywhere
+    sched = ExponentialDecayWeight(lam_start=0.0, lam_end=1.0, decay_steps=1)
+    t = IntrinsicRewardTransform(FixedPredictions(preds), sched, window=1)
+    assert t(imagined(horizon=2))["reward"][0, 1] == pytest.approx(3.0)  # λ = 0: intrinsic only
+    for _ in range(50):
+        sched.step()
+    assert t(imagined(horizon=2))["reward"][0, 1] == pytest.approx(1.0, abs=1e-6)  # λ -> 1: extrinsic only
+
+
+def test_transform_env_step_uses_a_window_of_one():
+    preds = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # two envs: u = [2 + 1, 0]
+    t = IntrinsicRewardTransform(FixedPredictions(preds), ConstantWeight(0.5), window=4)
+    state = TensorDict({"deter": torch.zeros(2, DETER), "stoch": torch.zeros(2, STOCH, CLASSES),
+                        "action": torch.zeros(2, ACTION)}, [2])
+    nxt = TensorDict({"deter": torch.zeros(2, DETER), "reward": torch.tensor([[1.0], [1.0]])}, [2])
+    out = t._step(state, nxt)
+    torch.testing.assert_close(out["reward_intrinsic"], torch.tensor([[3.0], [0.0]]))
+    torch.testing.assert_close(out["reward"], torch.tensor([[2.0], [0.5]]))
+
+
+def test_transform_rejects_window_below_one():
+    with pytest.raises(ValueError, match="window"):
+        IntrinsicRewardTransform(FixedPredictions(None), ConstantWeight(0.5), window=0)
+
+
+# -- schedulers -----------------------------------------------------------------------------------
+def test_exponential_decay_hand_computed_curve_and_bounds():
+    s = ExponentialDecayWeight(lam_start=0.2, lam_end=0.8, decay_steps=4)
+    assert s.value == pytest.approx(0.2)
+    values = [s.step() for _ in range(8)]
+    # 1 − λ_n = 0.2 + 0.6·e^(−n/4)
+    assert values[3] == pytest.approx(1 - (0.2 + 0.6 * math.exp(-1)))
+    assert values[7] == pytest.approx(1 - (0.2 + 0.6 * math.exp(-2)))
+    assert all(a < b for a, b in zip(values, values[1:])) and all(0.2 <= v < 0.8 for v in values)
+    for _ in range(1000):
+        s.step()
+    assert s.value == pytest.approx(0.8)
+
+
+def test_return_moving_average_rises_when_improving_and_falls_when_stalling():
+    s = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, step_size=0.1)
+    assert s.step([]) == 0.5  # nothing finished: no change
+    assert s.step([0.0]) == 0.5  # the first return only sets the average
+    assert s.step([10.0]) == pytest.approx(0.6)  # average 0 -> 5: improving
+    assert s.step([20.0]) == pytest.approx(0.6)  # 5 -> 12.5: improving, held at lam_max
+    assert s.step([12.5]) == pytest.approx(0.5)  # 12.5 -> 12.5: stalled
+    assert s.step([0.0, 0.0]) == pytest.approx(0.3)  # falling twice, held at lam_min
+    assert s.step([float("nan")]) == pytest.approx(0.3)  # a non-finite return is ignored
+    state = s.state_dict()
+    t = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, step_size=0.1)
+    t.load_state_dict(state)
+    assert (t.value, t.average, t.updates) == (s.value, s.average, s.updates)
+
+
+def test_scheduler_state_round_trip_and_constant():
+    s = ExponentialDecayWeight(0.1, 0.9, 10)
+    for _ in range(5):
+        s.step()
+    t = ExponentialDecayWeight(0.1, 0.9, 10)
+    t.load_state_dict(s.state_dict())
+    assert t.step() == s.step()
+    c = ConstantWeight(0.3)
+    assert c.step([1.0, 2.0]) == 0.3 and c.value == 0.3
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("constant", {"lam": 1.5}), ("constant", {"lam": -0.1}), ("exponential", {"lam_start": 2.0}),
+    ("exponential", {"lam_end": -1.0}), ("exponential", {"decay_steps": 0}), ("return_average", {"lam_min": -0.5}),
+    ("return_average", {"lam_max": 1.2}), ("return_average", {"lam_min": 0.8, "lam_max": 0.2}),
+    ("return_average", {"rate": 0.0}), ("nope", {}),
+])
+def test_schedulers_reject_bad_settings(name, kwargs):
+    with pytest.raises(ValueError):
+        make_scheduler(name, **kwargs)

@@ -1,0 +1,168 @@
+"""Schedules of λ, the EXTRINSIC weight in ``r = λ·r_ext + (1 − λ)·r_intr`` (XP extension 2).
+
+Every scheduler has ``value`` (the current λ), ``step(episode_returns=())`` called once per training
+update with the returns of the episodes that finished since the last call, and
+``state_dict``/``load_state_dict`` (saved in checkpoints). TorchRL already has a ``LambdaScheduler``
+for learning rates; these are a different thing and are named after what they schedule: a weight.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+__all__ = ["RewardWeightScheduler", "ConstantWeight", "ExponentialDecayWeight", "ReturnMovingAverageWeight",
+           "make_scheduler"]
+
+
+def _check_unit(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise ValueError(f"{name} must be in [0, 1] (λ is the extrinsic reward weight), got {value}")
+    return value
+
+
+class RewardWeightScheduler:
+    """Base class: holds ``value`` and the number of ``step`` calls (``updates``)."""
+
+    def __init__(self, value: float):
+        self._value = value
+        self.updates = 0
+
+    @property
+    def value(self) -> float:
+        """The current extrinsic weight λ ∈ [0, 1]."""
+        return self._value
+
+    def step(self, episode_returns: Iterable[float] = ()) -> float:
+        """Advance one training update; returns the new λ."""
+        self.updates += 1
+        return self._value
+
+    def state_dict(self) -> dict:
+        return {"value": self._value, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._value, self.updates = float(state["value"]), int(state["updates"])
+
+
+class ConstantWeight(RewardWeightScheduler):
+    """``λ`` fixed.
+
+    Examples:
+        >>> s = ConstantWeight(0.7)
+        >>> s.step(); s.value
+        0.7
+        0.7
+    """
+
+    def __init__(self, lam: float = 0.5):
+        super().__init__(_check_unit("lam", lam))
+
+
+class ExponentialDecayWeight(RewardWeightScheduler):
+    """The intrinsic weight ``1 − λ`` decays exponentially from ``1 − lam_start`` toward ``1 − lam_end``.
+
+    After ``n`` updates::
+
+        1 − λ_n = (1 − lam_end) + ((1 − lam_start) − (1 − lam_end))·exp(−n / decay_steps)
+
+    so ``decay_steps`` is the time constant: after ``decay_steps`` updates the gap to the end value
+    has shrunk to ``1/e`` of its start.
+
+    Examples:
+        >>> s = ExponentialDecayWeight(lam_start=0.0, lam_end=1.0, decay_steps=10)
+        >>> round(s.value, 4)
+        0.0
+        >>> for _ in range(10):
+        ...     _ = s.step()
+        >>> round(s.value, 4)  # 1 − e^(−1)
+        0.6321
+    """
+
+    def __init__(self, lam_start: float = 0.5, lam_end: float = 1.0, decay_steps: int = 10_000):
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps must be > 0, got {decay_steps}")
+        self.lam_start, self.lam_end = _check_unit("lam_start", lam_start), _check_unit("lam_end", lam_end)
+        self.decay_steps = decay_steps
+        super().__init__(self.lam_start)
+
+    def _at(self, n: int) -> float:
+        w_start, w_end = 1.0 - self.lam_start, 1.0 - self.lam_end
+        return 1.0 - (w_end + (w_start - w_end) * math.exp(-n / self.decay_steps))
+
+    def step(self, episode_returns: Iterable[float] = ()) -> float:
+        self.updates += 1
+        self._value = self._at(self.updates)
+        return self._value
+
+
+class ReturnMovingAverageWeight(RewardWeightScheduler):
+    """λ follows the progress of an exponential moving average of finished episode returns.
+
+    For each finished episode return ``R``: ``m ← m + rate·(R − m)`` (the first return sets ``m``).
+    When ``m`` rose by more than ``tolerance`` the agent is improving on the task: ``λ ← λ + step_size``
+    (more extrinsic); otherwise returns stalled or fell: ``λ ← λ − step_size`` (more exploration).
+    λ stays in ``[lam_min, lam_max]``.
+
+    Args:
+        lam_init: starting λ. lam_min, lam_max: bounds in [0, 1]. rate: EMA rate of the returns.
+        step_size: change of λ per finished episode. tolerance: the least EMA rise that counts as improving.
+
+    Examples:
+        >>> s = ReturnMovingAverageWeight(lam_init=0.5, rate=0.5, step_size=0.1)
+        >>> s.step([10.0])  # first return: sets the average, no change
+        0.5
+        >>> s.step([20.0])  # average 10 -> 15: improving
+        0.6
+        >>> s.step([15.0])  # average 15 -> 15: stalled
+        0.5
+    """
+
+    def __init__(self, lam_init: float = 0.5, lam_min: float = 0.0, lam_max: float = 1.0, rate: float = 0.1,
+                 step_size: float = 0.02, tolerance: float = 0.0):
+        lam_min, lam_max = _check_unit("lam_min", lam_min), _check_unit("lam_max", lam_max)
+        if lam_min > lam_max:
+            raise ValueError(f"lam_min ({lam_min}) must not exceed lam_max ({lam_max})")
+        lam_init = _check_unit("lam_init", lam_init)
+        if not 0.0 < rate <= 1.0 or step_size < 0 or tolerance < 0:
+            raise ValueError(f"need 0 < rate <= 1, step_size >= 0, tolerance >= 0; got {rate}, {step_size}, {tolerance}")
+        self.lam_min, self.lam_max, self.rate, self.step_size, self.tolerance = lam_min, lam_max, rate, step_size, tolerance
+        self.average: float | None = None
+        super().__init__(min(max(lam_init, lam_min), lam_max))
+
+    def step(self, episode_returns: Iterable[float] = ()) -> float:
+        self.updates += 1
+        for ret in episode_returns:
+            ret = float(ret)
+            if not math.isfinite(ret):
+                continue
+            if self.average is None:
+                self.average = ret
+                continue
+            previous, self.average = self.average, self.average + self.rate * (ret - self.average)
+            delta = self.step_size if self.average - previous > self.tolerance else -self.step_size
+            self._value = min(max(self._value + delta, self.lam_min), self.lam_max)
+        return self._value
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "average": self.average}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.average = state["average"]
+
+
+_SCHEDULERS = {"constant": ConstantWeight, "exponential": ExponentialDecayWeight,
+               "return_average": ReturnMovingAverageWeight}
+
+
+def make_scheduler(name: str, **kwargs) -> RewardWeightScheduler:
+    """A scheduler by config name: ``constant``, ``exponential`` or ``return_average``.
+
+    Examples:
+        >>> make_scheduler("exponential", lam_start=0.5, lam_end=1.0, decay_steps=100).value
+        0.5
+    """
+    if name not in _SCHEDULERS:
+        raise ValueError(f"unknown λ scheduler {name!r}; choose one of {sorted(_SCHEDULERS)}")
+    return _SCHEDULERS[name](**kwargs)
