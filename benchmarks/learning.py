@@ -3,6 +3,7 @@
     python benchmarks/learning.py --task cartpole --seeds 0 1 2 --parallel 2
     python benchmarks/learning.py --task pendulum --seeds 0 1 2 --parallel 2
     python benchmarks/learning.py --task cartpole --compare uniform,prioritized --parallel 2
+    python benchmarks/learning.py --task mountaincar --compare dreamerv3,intrinsic --parallel 2
 
 Each seed is a full ``recipes/train.py`` run (its own run directory under ``--runs``). Writes
 ``benchmarks/results/learning_<task>.json`` (per seed: env steps, eval returns, the random-policy
@@ -31,11 +32,16 @@ TASKS = {
                      extra=["eval.every=2000", "eval.episodes=5"]),
     "pendulum": dict(env="gym/Pendulum-v1", model="vector_small", steps=30000, bar=-300.0,
                      extra=["eval.every=3000", "eval.episodes=5"]),
+    # exploration (intrinsic-reward issue): sparse goal reward (+100) with an action cost that teaches a
+    # plain agent to stand still; "bar" is the goal (an episode return above 80 means the car got there)
+    "mountaincar": dict(env="gym/MountainCarContinuous-v0", model="vector_small", steps=30000, bar=80.0,
+                        extra=["eval.every=5000", "eval.episodes=3", "train_ratio=32"]),
 }
 
 
 # variant -> recipe overrides; "uniform" and "dreamerv3" are plain DreamerV3 (the default xp=none)
-VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["xp=prioritized"]}
+VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["xp=prioritized"],
+            "intrinsic": ["xp=intrinsic"], "full": ["xp=full"]}
 
 
 def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[str]) -> Path:
@@ -55,11 +61,20 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
 def read_run(run_dir: Path) -> dict:
     rows = list(csv.DictReader(open(run_dir / "eval.csv")))
     done = json.loads((run_dir / "done").read_text())
+    train_returns = []
+    if (run_dir / "metrics.jsonl").exists():
+        for line in open(run_dir / "metrics.jsonl"):
+            row = json.loads(line)
+            if "train/episode_return" in row:
+                train_returns.append(row["train/episode_return"])
     return {
         "env_steps": [int(r["env_step"]) for r in rows],
         "eval_return": [float(r["eval_return"]) for r in rows],
         "random_return": done.get("random_return"),
         "updates": done["updates"],
+        "max_train_return": max(train_returns) if train_returns else None,
+        "train_episodes": len(train_returns),
+        "wall_time_s": done.get("wall_time_s"),
     }
 
 
@@ -123,9 +138,15 @@ def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
 
 
 def summarize(per_seed: dict, bar: float) -> dict:
+    """Final eval return per seed and its mean against the bar; per seed also whether the bar was ever
+    passed by an evaluation or a training episode (the exploration question: did it reach the goal?)."""
     finals = [r["eval_return"][-1] for r in per_seed.values()]
     mean_final = sum(finals) / len(finals)
-    return {"seeds": per_seed, "final_returns": finals, "mean_final_return": mean_final, "bar_met": mean_final >= bar}
+    reached = {seed: {"eval": max(r["eval_return"]) > bar,
+                      "train": r.get("max_train_return") is not None and r["max_train_return"] > bar}
+               for seed, r in per_seed.items()}
+    return {"seeds": per_seed, "final_returns": finals, "mean_final_return": mean_final, "bar_met": mean_final >= bar,
+            "bar_passed_per_seed": reached}
 
 
 def main() -> None:
@@ -164,7 +185,8 @@ def main() -> None:
         result = {**head, "variants": {n: summarize(v, task["bar"]) for n, v in variants.items()}}
         out_json = args.out_json or results_dir / f"learning_{args.task}_compare.json"
         plot_compare(task, variants, args.out_png or img_dir / f"learning_{args.task}_compare.png")
-        summary = {n: {k: v[k] for k in ("final_returns", "mean_final_return")} for n, v in result["variants"].items()}
+        summary = {n: {k: v[k] for k in ("final_returns", "mean_final_return", "bar_passed_per_seed")}
+                   for n, v in result["variants"].items()}
     else:
         per_seed = run_all(args.runs / f"learning_{args.task}", args.overrides)
         result = {**head, **summarize(per_seed, task["bar"])}

@@ -60,12 +60,15 @@ WORKLOADS = {
     "ours-vector_small-vector": ("ours", "vector_small", "vector"),
     "torchrl-vector_small-vector": ("torchrl", "vector_small", "vector"),
     "ours-size12m-pixels": ("ours", "size12m", "pixels"),
+    # XP latent reward disagreement on: the ensemble's share of the update (K = 5, latent mode)
+    "ours_intrinsic-size12m-vector": ("ours_intrinsic", "size12m", "vector"),
     "torchrl-size12m-pixels": ("torchrl", "size12m", "pixels"),
 }
 QUICK = {
     "ours-tiny-vector": ("ours", "tiny", "vector"),
     "torchrl-tiny-vector": ("torchrl", "tiny", "vector"),
     "ours-tiny-pixels": ("ours", "tiny", "pixels"),
+    "ours_intrinsic-tiny-vector": ("ours_intrinsic", "tiny", "vector"),
     "torchrl-tiny-pixels": ("torchrl", "tiny", "pixels"),
 }
 
@@ -89,7 +92,9 @@ def count(params) -> int:
 # ---------------------------------------------------------------------------------------------
 # ours
 # ---------------------------------------------------------------------------------------------
-def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int):
+def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False):
+    """``intrinsic=True`` adds the XP reward ensemble as ``xp=intrinsic`` configures it and times its two
+    parts inside each update: scoring the imagined trajectory (the transform) and its own training step."""
     import torch
     from omegaconf import OmegaConf
     from tensordict import TensorDict
@@ -107,9 +112,17 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int):
     else:
         shapes = EnvShapes(obs_dim=None, pixel_shape=PIXEL_SHAPE, action_dim=PIXEL_ACTIONS, discrete=True)
     world_model, actor, critic = build_networks(m, shapes)
+    ensemble = transform = None
+    if intrinsic:
+        from torchrl_dreamerxp.training.agent import build_intrinsic
+
+        xp = OmegaConf.load(ROOT / "configs" / "xp" / "intrinsic.yaml")
+        train.xp = xp
+        ensemble, transform = build_intrinsic(train.xp, world_model, shapes)
     learner = Learner(  # as recipes/train.py
         world_model, actor, critic, horizon=horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
-        slow_critic_rate=a.slow_critic_rate,
+        slow_critic_rate=a.slow_critic_rate, reward_transform=transform, ensemble=ensemble,
+        ensemble_lr=train.xp.ensemble.lr if intrinsic else 1e-4,
         world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
                                 horizon=a.return_horizon, context=context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef),
@@ -145,7 +158,29 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int):
     sizes = {k: m[k] for k in ("deter", "hidden", "stoch", "classes", "blocks", "units", "depth", "enc_layers",
                                "dec_layers", "actor_layers", "critic_layers")}
     sizes["strided_cnn"] = bool(m.get("strided_cnn", False))
-    return (lambda: learner.update(data)), params, sizes
+    if not intrinsic:
+        return (lambda: learner.update(data)), params, sizes
+    params["params_ensemble"] = count(ensemble.parameters())
+    probe = {"ensemble_s": 0.0}
+
+    def timed(fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                probe["ensemble_s"] += time.perf_counter() - t
+        return wrapper
+
+    transform.forward = timed(transform.forward)
+    learner.update_ensemble = timed(learner.update_ensemble)
+
+    def update():
+        probe["ensemble_s"] = 0.0
+        learner.update(data)
+        return probe["ensemble_s"]
+
+    return update, params, sizes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,18 +399,26 @@ def run_one(name: str, spec, args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rss_import = rss_mb()  # after `import torch` only
-    build = build_ours if impl == "ours" else build_torchrl
+    build = {"ours": build_ours, "torchrl": build_torchrl,
+             "ours_intrinsic": lambda *a: build_ours(*a, intrinsic=True)}[impl]
     t0 = time.perf_counter()
     update, params, sizes = build(preset, kind, args.batch, args.seq, args.horizon)
     build_s = time.perf_counter() - t0
     rss_built = rss_mb()
     for _ in range(args.warmup):
         update()
-    times = []
+    times, ensemble = [], []
     for _ in range(args.iters):
         t = time.perf_counter()
-        update()
+        part = update()
         times.append(time.perf_counter() - t)
+        if impl == "ours_intrinsic":  # its update returns the ensemble's seconds
+            ensemble.append(part)
+    extra = {}
+    if ensemble:  # the XP reward ensemble's share, measured inside the same updates
+        shares = [e / t for e, t in zip(ensemble, times)]
+        extra = {"ensemble_sec_per_update_median": statistics.median(ensemble),
+                 "ensemble_share_median": statistics.median(shares), "ensemble_share_all": shares}
     return {
         "name": name, "impl": impl, "preset": preset, "obs": kind,
         "obs_shape": [OBS_DIM] if kind == "vector" else list(PIXEL_SHAPE),
@@ -386,7 +429,7 @@ def run_one(name: str, spec, args) -> dict:
         "sec_per_update_median": statistics.median(times), "sec_per_update_min": min(times),
         "sec_per_update_all": times, "build_s": build_s,
         "peak_rss_mb": rss_mb(), "rss_after_torch_import_mb": rss_import, "rss_after_build_mb": rss_built,
-        "peak_rss_above_torch_import_mb": rss_mb() - rss_import,
+        "peak_rss_above_torch_import_mb": rss_mb() - rss_import, **extra,
     }
 
 
@@ -530,6 +573,10 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
+    for r in rows:
+        if "ensemble_share_median" in r:
+            print(f"{r['name']}: reward ensemble {r['ensemble_sec_per_update_median']:.3f} s per update, "
+                  f"{100 * r['ensemble_share_median']:.1f}% of the update (median)")
     for key, r in ratios.items():
         med = r["torchrl_over_ours_median"]
         print(f"torchrl/ours {key}: " + (f"{med:.2f}x (median)" if med is not None and math.isfinite(med) else "n/a"))

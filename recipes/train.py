@@ -87,11 +87,12 @@ def run(cfg: DictConfig) -> Path:
     state_shapes = {"deter": (world_model.rssm.deter,), "stoch": (world_model.rssm.stoch, world_model.rssm.classes)}
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
 
-    counters = {"env_steps": 0, "updates": 0, "episodes": 0, "replay_capacity": size}
+    counters = {"env_steps": 0, "updates": 0, "episodes": 0, "replay_capacity": size, "wall_time_s": 0.0}
     if last is not None:
         counters = load_checkpoint(last, learner, replay)
         ratio.load_state_dict(counters["ratio"])
         print(f"resumed from {last} at env step {counters['env_steps']}")
+    started, wall_before = time.time(), counters.get("wall_time_s", 0.0)  # wall time summed over resumes
     logger = RunLogger(run_dir, cfg, resume_step=counters["env_steps"] if last is not None else None)
     # the bar to clear: a uniformly random policy on the evaluation env
     random_return = counters.get("random_return")
@@ -165,6 +166,7 @@ def run(cfg: DictConfig) -> Path:
                                            counters["env_steps"])
             next_eval += cfg.eval.every
         if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
+            counters["wall_time_s"] = wall_before + time.time() - started
             save_checkpoint(ckpt_dir, learner, replay, {**counters, "ratio": ratio.state_dict()})
             next_ckpt += cfg.checkpoint_every
         if counters["env_steps"] >= cfg.steps:
@@ -175,6 +177,7 @@ def run(cfg: DictConfig) -> Path:
                  random_return=random_return)
     logger.finish()
     counters["ratio"] = ratio.state_dict()
+    counters["wall_time_s"] = wall_before + time.time() - started
     (run_dir / "done").write_text(json.dumps(counters))
     return run_dir
 

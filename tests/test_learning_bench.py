@@ -28,3 +28,20 @@ def test_compare_reads_finished_runs(tmp_path):
     assert result["variants"]["uniform"]["mean_final_return"] == 400.0 and not result["variants"]["uniform"]["bar_met"]
     assert result["variants"]["prioritized"]["mean_final_return"] == 440.0
     assert png.stat().st_size > 1000
+
+
+def test_compare_reports_per_seed_whether_the_goal_was_reached(tmp_path):
+    # mountaincar's bar is the goal (return > 80): seed 0 of "intrinsic" got there in training only
+    fake_run(tmp_path / "learning_mountaincar" / "seed0", [-5.0, -1.0])
+    fake_run(tmp_path / "learning_mountaincar_intrinsic" / "seed0", [-3.0, 10.0])
+    (tmp_path / "learning_mountaincar_intrinsic" / "seed0" / "metrics.jsonl").write_text(
+        json.dumps({"env_step": 5, "train/episode_return": -20.0}) + "\n"
+        + json.dumps({"env_step": 9, "train/episode_return": 93.5}) + "\n")
+    out = tmp_path / "out.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "learning.py"), "--task", "mountaincar", "--seeds", "0",
+                    "--runs", str(tmp_path), "--compare", "dreamerv3,intrinsic", "--out-json", str(out),
+                    "--out-png", str(tmp_path / "out.png")], check=True, cwd=ROOT, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["variants"]["dreamerv3"]["bar_passed_per_seed"] == {"0": {"eval": False, "train": False}}
+    assert result["variants"]["intrinsic"]["bar_passed_per_seed"] == {"0": {"eval": False, "train": True}}
+    assert result["variants"]["intrinsic"]["seeds"]["0"]["max_train_return"] == 93.5

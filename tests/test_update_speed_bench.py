@@ -18,7 +18,9 @@ def test_update_speed_quick(tmp_path):
     result = json.loads(out.read_text())
     rows = result["workloads"]
     assert not [r for r in rows if "error" in r], [r["error"] for r in rows if "error" in r]
-    assert {r["impl"] for r in rows} == {"ours", "torchrl"}
+    assert {r["impl"] for r in rows} == {"ours", "torchrl", "ours_intrinsic"}
+    xp = next(r for r in rows if r["impl"] == "ours_intrinsic")
+    assert 0 < xp["ensemble_share_median"] < 1 and xp["params_ensemble"] > 0
     for r in rows:
         for key in ("sec_per_update_median", "sec_per_update_min", "peak_rss_mb"):
             assert math.isfinite(r[key]) and r[key] > 0, (r["name"], key, r[key])
