@@ -56,6 +56,14 @@ def test_documented_probabilities_hand_computed():
     torch.testing.assert_close(sampler.probabilities(), expected)
 
 
+def test_worked_example_of_the_docs():
+    rb, sampler = buffer()
+    rb.extend(episodes([2, 2, 2], [5.0, 0.0, 2.5]))  # R = (10, 0, 5), docs/xp_extensions.md
+    measure(rb, sampler, recon=[1.0, 3.0, 2.0], value=[0.0, 0.0, 2.0])
+    torch.testing.assert_close(sampler.scores(), torch.tensor([0.1, 0.5, 0.5]))
+    torch.testing.assert_close(sampler.probabilities(), torch.tensor([0.1152, 0.4424, 0.4424]), atol=1e-4, rtol=0)
+
+
 def test_sampling_frequencies_match_probabilities_chi_square():
     torch.manual_seed(0)
     rb, sampler = buffer(batch=1000)
