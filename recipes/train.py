@@ -29,7 +29,8 @@ from torchrl_dreamerxp.envs import make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
 from torchrl_dreamerxp.replay import ContiguousSliceSampler, PrioritizedTrajectorySampler  # noqa: E402
 from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
-from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, check_intrinsic_config, env_shapes  # noqa: E402
+from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, env_shapes  # noqa: E402
+from torchrl_dreamerxp.training.config_check import validate_config  # noqa: E402
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
 from torchrl_dreamerxp.training.evaluation import evaluate  # noqa: E402
 from torchrl_dreamerxp.training.logging import RunLogger, plot_returns  # noqa: E402
@@ -40,7 +41,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 def run(cfg: DictConfig) -> Path:
-    check_intrinsic_config(cfg.xp)  # bad XP settings fail before anything is built
+    validate_config(cfg)  # a typo or an impossible value fails here, before anything is built
     run_dir = Path(cfg.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:

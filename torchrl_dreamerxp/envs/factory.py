@@ -21,7 +21,7 @@ from .atari import ATARI_DEFAULTS
 from .dmc import DMC_DEFAULTS, DMC_PROPRIO_DEFAULTS
 from .gym import GYM_DEFAULTS
 
-__all__ = ["make_env", "FAMILIES"]
+__all__ = ["make_env", "check_env_name", "FAMILIES"]
 
 #: family -> (its overrides and their defaults, (module, extra) it needs, example name)
 FAMILIES: dict[str, tuple[dict[str, Any], tuple[str, str] | None, str]] = {
@@ -51,6 +51,42 @@ def _require(module: str, extra: str) -> None:
             f"This env family needs {module!r}, which is not installed: "
             f"pip install torchrl_dreamerxp[{extra}]"
         ) from err
+
+
+def check_env_name(name: str) -> None:
+    """Raises ``ValueError`` (``ImportError`` for a missing extra) unless ``name`` names an env
+    ``make_env`` can build; builds nothing (a registry or ROM-list look-up).
+
+    Examples:
+        >>> check_env_name("gym/CartPole-v1")
+        >>> check_env_name("gym/NoSuchEnv-v0")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'NoSuchEnv-v0' is not a registered gymnasium id ...
+    """
+    family, task = _parse(name)
+    _, dependency, example = FAMILIES[family]
+    if dependency is not None:
+        _require(*dependency)
+    if family == "gym":
+        import gymnasium
+
+        try:
+            gymnasium.spec(task)
+        except gymnasium.error.Error:
+            raise ValueError(f"{task!r} is not a registered gymnasium id (e.g. {example!r}; "
+                             f"gymnasium.pprint_registry() lists them)") from None
+    elif family == "atari":
+        import ale_py.roms
+
+        from .atari import game_to_rom_id
+
+        if game_to_rom_id(task) not in ale_py.roms.get_all_rom_ids():
+            raise ValueError(f"unknown Atari game {task!r} (e.g. {example!r}; ale_py.roms.get_all_rom_ids() lists them)")
+    else:
+        from .dmc import resolve_task
+
+        resolve_task(task)
 
 
 def make_env(

@@ -10,7 +10,7 @@ from ..modules import Actor, RewardEnsemble, TwoHotHead, WorldModel
 from ..schedulers import make_scheduler
 from ..transforms import IntrinsicRewardTransform
 
-__all__ = ["EnvShapes", "env_shapes", "build_networks", "check_intrinsic_config", "build_intrinsic"]
+__all__ = ["EnvShapes", "env_shapes", "build_networks", "build_intrinsic"]
 
 
 @dataclass
@@ -47,20 +47,6 @@ def build_networks(model_cfg, shapes: EnvShapes):
     return world_model, actor, critic
 
 
-def check_intrinsic_config(xp_cfg) -> None:
-    """Fail before any env or network is built when the intrinsic-reward settings are impossible."""
-    if not xp_cfg.get("intrinsic", False):
-        return
-    members = int(xp_cfg.ensemble.members)
-    if members < 2:
-        raise ValueError(f"xp.ensemble.members must be >= 2 (an ensemble of one cannot disagree), got {members}")
-    if int(xp_cfg.window) < 1:
-        raise ValueError(f"xp.window must be >= 1, got {xp_cfg.window}")
-    if xp_cfg.ensemble.mode not in ("latent", "reward"):
-        raise ValueError(f"xp.ensemble.mode must be 'latent' or 'reward', got {xp_cfg.ensemble.mode!r}")
-    _scheduler(xp_cfg)  # λ bounds are checked by the scheduler itself
-
-
 def _scheduler(xp_cfg):
     name = xp_cfg.scheduler.name
     if name not in xp_cfg.scheduler:
@@ -70,7 +56,6 @@ def _scheduler(xp_cfg):
 
 def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
     """The reward ensemble and the transform that mixes its intrinsic reward into imagination."""
-    check_intrinsic_config(xp_cfg)
     e, rssm = xp_cfg.ensemble, world_model.rssm
     ensemble = RewardEnsemble(rssm.deter, rssm.stoch, rssm.classes, shapes.action_dim, members=e.members,
                               units=e.units, layers=e.layers, mode=e.mode, reward_head=world_model.reward)

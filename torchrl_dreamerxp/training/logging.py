@@ -15,7 +15,7 @@ class RunLogger:
     """Writes every scalar to ``metrics.jsonl`` and to wandb; evaluations also to ``eval.csv``.
 
     ``logger.mode``: ``offline`` (default, ``run_dir/wandb/offline-run-*``, sync later with
-    ``wandb sync``), ``online`` (needs an account) or ``disabled`` (files only).
+    ``wandb sync``), ``online`` (needs an account) or ``disabled``/``none`` (files only).
     """
 
     def __init__(self, run_dir: Path, cfg, resume_step: int | None = None):
@@ -32,9 +32,9 @@ class RunLogger:
         self.metrics = open(self.metrics_path, "a")
         self.wandb = None
         mode = cfg.logger.mode
-        if mode not in ("offline", "online", "disabled"):
-            raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
-        if mode != "disabled":
+        if mode not in ("offline", "online", "disabled", "none"):
+            raise ValueError(f"logger.mode must be offline, online, disabled or none, got {mode!r}")
+        if mode not in ("disabled", "none"):
             from torchrl.record.loggers.wandb import WandbLogger
 
             self.wandb = WandbLogger(

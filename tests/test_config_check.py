@@ -1,0 +1,95 @@
+"""Config validation: every impossible setting fails at once, naming the key and the allowed values."""
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from torchrl_dreamerxp.training.config_check import ConfigError, validate_config
+
+CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def test_defaults_and_every_method_are_valid():
+    for xp in ("none", "prioritized", "intrinsic", "full"):
+        validate_config(config(f"xp={xp}"))
+    validate_config(config("env=atari/Boxing", "model=size12m"))
+
+
+# (overrides, the key the message must name, a word of the allowed values)
+BAD = [
+    (["steps=0"], "steps", ">= 1"),
+    (["steps=abc"], "steps", "integer"),
+    (["seed=1.5"], "seed", "integer"),
+    (["train_ratio=0"], "train_ratio", "> 0"),
+    (["train_ratio=-4"], "train_ratio", "> 0"),
+    (["batch_size=0"], "batch_size", ">= 1"),
+    (["batch_length=0"], "batch_length", ">= 1"),
+    (["replay_size=32"], "replay_size", "batch_length + replay_context"),
+    (["replay_context=-1"], "replay_context", ">= 0"),
+    (["frames_per_batch=0"], "frames_per_batch", ">= 1"),
+    (["checkpoint_every=0"], "checkpoint_every", ">= 1"),
+    (["resume=maybe"], "resume", "true or false"),
+    (["agent.horizon=0"], "agent.horizon", ">= 1"),
+    (["agent.lmbda=1.5"], "agent.lmbda", "[0, 1]"),
+    (["agent.lr=0"], "agent.lr", "> 0"),
+    (["agent.slow_critic_rate=0"], "agent.slow_critic_rate", "(0, 1]"),
+    (["agent.return_horizon=1"], "agent.return_horizon", "> 1"),
+    (["eval.every=0"], "eval.every", ">= 1"),
+    (["eval.episodes=0"], "eval.episodes", ">= 1"),
+    (["logger.mode=sometimes"], "logger.mode", "offline, online, disabled, none"),
+    (["model.deter=100"], "model.deter", "divisible by model.blocks"),
+    (["model.classes=1"], "model.classes", ">= 2"),
+    (["xp.name=bogus"], "xp.name", "none, prioritized, intrinsic, full"),
+    (["env=gym/NoSuchEnv-v9"], "env", "gymnasium"),
+    (["env=foo/bar"], "env", "gym, atari, dmc, dmc_proprio"),
+    (["env=atari/NotAGame"], "env", "Atari"),
+    (["env=dmc/cup_throw"], "env", "DMC"),
+    (["xp=intrinsic", "xp.ensemble.members=1"], "xp.ensemble.members", ">= 2"),
+    (["xp=intrinsic", "xp.window=0"], "xp.window", ">= 1"),
+    (["xp=intrinsic", "xp.ensemble.mode=big"], "xp.ensemble.mode", "latent or reward"),
+    (["xp=intrinsic", "xp.scheduler.name=cosine"], "xp.scheduler.name", "exponential"),
+    (["xp=intrinsic", "xp.scheduler.exponential.lam_start=1.5"], "xp.scheduler.exponential", "[0, 1]"),
+    (["xp=full", "xp.scheduler.name=return_average", "xp.scheduler.return_average.lam_max=2"],
+     "xp.scheduler.return_average", "[0, 1]"),
+    (["xp=prioritized", "xp.replay.uniform_fraction=2"], "xp.replay.uniform_fraction", "[0, 1]"),
+    (["xp=prioritized", "xp.replay.alpha=0"], "xp.replay.alpha", "> 0"),
+]
+
+
+@pytest.mark.parametrize("overrides, key, allowed", BAD, ids=[" ".join(o) for o, _, _ in BAD])
+def test_bad_values_name_the_key_and_the_allowed_values(overrides, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        validate_config(config(*overrides))
+    line = next(line for line in str(err.value).splitlines() if line.strip().startswith(key))
+    assert allowed in line, line
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(ConfigCompositionException, match="stepz"):
+        config("stepz=10")  # on the command line hydra's struct mode refuses it
+    cfg = config()
+    OmegaConf.set_struct(cfg, False)
+    cfg.stepz, cfg.agent.horizn = 10, 3  # built in code
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert "stepz: unknown key (known:" in str(err.value) and "agent.horizn: unknown key" in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu():
+    with pytest.raises(ConfigError, match="device='cuda'"):
+        validate_config(config("device=cuda"))
+
+
+def test_all_problems_are_listed_at_once():
+    with pytest.raises(ConfigError) as err:
+        validate_config(config("steps=0", "agent.horizon=0", "batch_size=0"))
+    assert len(str(err.value).splitlines()) == 4  # the header and one line each
