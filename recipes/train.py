@@ -118,6 +118,7 @@ def run(cfg: DictConfig) -> Path:
     next_log = counters["env_steps"] + cfg.logger.every
     last_return, train_metrics, t0, steps0, updates0 = float("nan"), {}, time.time(), counters["env_steps"], 0
     unscheduled_returns: list[float] = []
+    nonfinite_in_a_row = 0
     for batch in collector:
         replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes))
         counters["env_steps"] += batch.numel()
@@ -133,7 +134,19 @@ def run(cfg: DictConfig) -> Path:
             for _ in range(ratio(counters["env_steps"] - cfg.prefill)):
                 sample, info = replay.sample(return_info=True)
                 sample = sample.reshape(cfg.batch_size, slice_len)
-                train_metrics = learner.update(sample)
+                metrics = learner.update(sample)
+                counters["updates"] += 1
+                if metrics["skipped"]:  # a non-finite loss or gradient: nothing was changed
+                    counters["nonfinite_updates"] = counters.get("nonfinite_updates", 0) + 1
+                    nonfinite_in_a_row += 1
+                    logger.log({"train/nonfinite_updates": counters["nonfinite_updates"]}, counters["env_steps"])
+                    if nonfinite_in_a_row >= cfg.max_nonfinite_updates:
+                        raise FloatingPointError(
+                            f"stopped: {nonfinite_in_a_row} updates in a row had a non-finite loss or gradient "
+                            f"(max_nonfinite_updates={cfg.max_nonfinite_updates}); the last good checkpoint is "
+                            f"{latest_checkpoint(ckpt_dir)} (resume=true continues from it)")
+                    continue
+                nonfinite_in_a_row, train_metrics = 0, metrics
                 # replay context: the posterior of each trained step becomes a start state later
                 diag = learner.last_diagnostics
                 index = info["index"].reshape(cfg.batch_size, slice_len)[:, cfg.replay_context:]
@@ -145,7 +158,6 @@ def run(cfg: DictConfig) -> Path:
                     lam = reward_transform.scheduler.step(unscheduled_returns)
                     unscheduled_returns = []
                     logger.log({"xp/lambda": lam}, counters["env_steps"])
-                counters["updates"] += 1
 
         bar.update(batch.numel())
         if counters["env_steps"] >= next_log:
@@ -168,7 +180,7 @@ def run(cfg: DictConfig) -> Path:
             next_eval += cfg.eval.every
         if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
             counters["wall_time_s"] = wall_before + time.time() - started
-            save_checkpoint(ckpt_dir, learner, replay, {**counters, "ratio": ratio.state_dict()})
+            save_checkpoint(ckpt_dir, learner, replay, {**counters, "ratio": ratio.state_dict()}, keep=cfg.checkpoint_keep)
             next_ckpt += cfg.checkpoint_every
         if counters["env_steps"] >= cfg.steps:
             break

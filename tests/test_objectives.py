@@ -105,10 +105,28 @@ def test_actor_loss_defaults_and_returns():
     # zero critic, reward 1, continue 1, H = 3, gamma folded into continue:
     # G_2 = 1, G_1 = 1 + 0.95·1 = 1.95, G_0 = 1 + 0.95·1.95 = 2.8525 (bootstrap column: v_H = 0)
     torch.testing.assert_close(td["lambda_return"][0], torch.tensor([2.8525, 1.95, 1.0, 0.0]))
-    # first update of the percentile EMA from 0 at rate 0.01 keeps the scale at its floor 1
-    assert float(out["return_scale"]) == 1.0
-    assert float(out["advantage"]) == pytest.approx((2.8525 + 1.95 + 1.0) / 3)
+    # first update: the debiased EMA is the batch's P95 − P5 of the returns (2.8525, 1.95, 1.0 repeated)
+    # = 2.8525 − 1.0 = 1.8525 > 1
+    assert float(out["return_scale"]) == pytest.approx(1.8525, rel=1e-5)
+    assert float(out["advantage"]) == pytest.approx((2.8525 + 1.95 + 1.0) / 3 / 1.8525, rel=1e-5)
     assert set(p for p, _ in loss.named_parameters()) == set(f"actor.{n}" for n, _ in actor.named_parameters())
+
+
+def test_return_norm_is_debiased_like_the_official_normalize():
+    from torchrl_dreamerxp.objectives.actor import DebiasedPercentileNorm
+
+    norm = DebiasedPercentileNorm(rate=0.01)
+    batch = torch.linspace(0.0, 100.0, 101).unsqueeze(-1)  # P5 = 5, P95 = 95
+    for _ in range(3):  # the same data again and again: the debiased scale stays at its spread
+        norm.update(batch)
+        torch.testing.assert_close(norm.scale(), torch.tensor([90.0]))
+    # raw EMAs after 3 updates from 0: (1 − 0.99³)·(5, 95); correction 1 − 0.99³ = 0.029701
+    torch.testing.assert_close(norm.correction, torch.tensor(0.029701))
+    torch.testing.assert_close(norm.high - norm.low, torch.tensor([90.0 * 0.029701]))
+    small = DebiasedPercentileNorm(rate=0.01)
+    small.update(torch.full((10, 1), 3.0))  # spread 0: the floor of 1
+    assert float(small.scale()) == 1.0
+    assert "correction" in norm.state_dict()  # saved in checkpoints with the learner
 
 
 def test_actor_loss_reinforce_raises_logp_of_rewarded_action():

@@ -12,7 +12,38 @@ from ..functional import lambda_returns
 from ..modules.actor import Actor
 from ..modules.heads import TwoHotHead
 
-__all__ = ["ActorLoss"]
+__all__ = ["ActorLoss", "DebiasedPercentileNorm"]
+
+
+class DebiasedPercentileNorm(PercentileValueNorm):
+    """TorchRL's ``PercentileValueNorm`` with the official zero-debiasing (``Normalize(debias=True)``).
+
+    Why: the percentile EMAs start at 0, and TorchRL's version reads them raw, so for the first few
+    hundred updates (rate 0.01) the scale is biased toward 0 and advantages come out too large. The
+    official code divides the EMAs by ``max(rate, c)`` with ``c ← (1 − rate)·c + rate`` (``c`` counts
+    the mass of real data in the average)::
+
+        S = max(min_scale, (EMA(P95) − EMA(P5)) / max(rate, c))
+
+    Examples:
+        >>> norm = DebiasedPercentileNorm(rate=0.01)
+        >>> norm.update(torch.linspace(0.0, 100.0, 101).unsqueeze(-1))
+        >>> norm.scale()  # one batch: exactly its P95 − P5
+        tensor([90.])
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.register_buffer("correction", torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, value_target: torch.Tensor) -> None:
+        super().update(value_target)
+        self.correction.lerp_(torch.ones_like(self.correction), self.rate)
+
+    def scale(self) -> torch.Tensor:
+        corr = self.correction.clamp_min(self.rate)
+        return ((self.high - self.low) / corr).clamp_min(self.min_scale)
 
 
 class ActorLoss(LossModule):
@@ -23,7 +54,7 @@ class ActorLoss(LossModule):
 
         R_t   = λ-return(r_{t+1}, v_{t+1}, c_{t+1}), R_H = v_H         (γ folded into c)
         w_t   = Π_{i≤t} c_i                                           (trajectory weight)
-        S     = max(1, EMA(P95(R)) − EMA(P5(R)))                       (rate 0.01, TorchRL PercentileValueNorm)
+        S     = max(1, (EMA(P95(R)) − EMA(P5(R))) / debias)            (rate 0.01, DebiasedPercentileNorm)
         loss  = mean_t w_t · −(log π(a_t|s_t)·sg((R_t − v_t)/S) + η·H[π(·|s_t)]),   η = 3e-4
 
     Writes ``"lambda_return"`` and ``"weight"`` into the imagined tensordict for :class:`CriticLoss`.
@@ -60,8 +91,8 @@ class ActorLoss(LossModule):
         # the critic is only read here (no gradient): keep it out of this loss's parameters
         self.__dict__["critic"] = critic
         self.lmbda, self.entropy_coef = lmbda, entropy_coef
-        self.return_norm = PercentileValueNorm(shape=1, quantiles=(0.05, 0.95), rate=return_norm_rate,
-                                               min_scale=return_norm_limit)
+        self.return_norm = DebiasedPercentileNorm(shape=1, quantiles=(0.05, 0.95), rate=return_norm_rate,
+                                                  min_scale=return_norm_limit)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass

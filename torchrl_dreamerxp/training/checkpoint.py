@@ -1,24 +1,68 @@
-"""Checkpoints: everything a run needs to continue (modules, optimizer, replay, counters, RNG)."""
+"""Checkpoints: everything a run needs to continue (modules, optimizers, λ scheduler, replay, counters, RNG).
+
+A checkpoint is a folder ``step_<env_step>/`` holding ``state.pt``, the replay buffer's ``replay/`` dump
+and, written last, ``manifest.json`` with the size and SHA-1 of every file. It is written under a
+temporary name and renamed into place, so a crash mid-write leaves no half checkpoint under a real
+name; the newest ``keep`` checkpoints are kept. Loading checks the manifest first: a checkpoint whose
+files are missing, truncated or changed is reported and the previous one is used.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "read_counters"]
+__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "read_counters", "verify_checkpoint",
+           "CorruptCheckpoint"]
+
+MANIFEST = "manifest.json"
 
 
-def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict) -> Path:
-    """Writes ``directory/step_<env_step>/`` atomically (temp dir, then rename)."""
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint whose files do not match its manifest."""
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, keep: int = 3) -> Path:
+    """Writes ``directory/step_<env_step>/`` atomically and deletes all but the newest ``keep``."""
     directory = Path(directory)
     final = directory / f"step_{counters['env_steps']:09d}"
     tmp = directory / f".tmp_{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write(tmp, learner, replay_buffer, counters)
+    except OSError as err:  # a full disk, most often: keep what was there, say so
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = sorted(directory.glob("step_*"))
+        raise OSError(err.errno, f"could not write the checkpoint of env step {counters['env_steps']} ({err.strerror or err}); "
+                      f"the previous checkpoint is intact: {previous[-1] if previous else 'none'}") from err
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(directory.glob("step_*"))[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write(tmp: Path, learner, replay_buffer, counters: dict) -> None:
     torch.save(
         {
             "learner": learner.state_dict(),
@@ -29,14 +73,39 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict) -> 
         tmp / "state.pt",
     )
     replay_buffer.dumps(tmp / "replay")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+    manifest = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(tmp)}
+    with open(tmp / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raises :class:`CorruptCheckpoint` unless every file matches ``manifest.json``."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptCheckpoint(f"{path}: no readable {MANIFEST} (an interrupted write?): {err}") from None
+    for name, expected in manifest.items():
+        file = path / name
+        if not file.is_file():
+            raise CorruptCheckpoint(f"{path}: {name} is missing")
+        if file.stat().st_size != expected["bytes"]:
+            raise CorruptCheckpoint(f"{path}: {name} has {file.stat().st_size} bytes, expected {expected['bytes']} (truncated?)")
+        if _digest(file) != expected["sha1"]:
+            raise CorruptCheckpoint(f"{path}: {name} does not match its checksum (corrupted)")
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    found = sorted(Path(directory).glob("step_*"))
-    return found[-1] if found else None
+    """The newest checkpoint that passes :func:`verify_checkpoint`; corrupt ones are reported and skipped."""
+    for path in sorted(Path(directory).glob("step_*"), reverse=True):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CorruptCheckpoint as err:
+            warnings.warn(f"skipping checkpoint: {err}; trying the previous one", stacklevel=2)
+    return None
 
 
 def read_counters(path: Path) -> dict:
@@ -45,7 +114,7 @@ def read_counters(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
-    """Restores the learner, optimizer, replay and RNG in place; returns the counters."""
+    """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters."""
     state = torch.load(Path(path) / "state.pt", weights_only=False)
     learner.load_state_dict(state["learner"])
     learner.load_training_state_dict(state["training"])

@@ -55,6 +55,8 @@ RULES = {
     "frames_per_batch": (_int(1), "an integer >= 1"),
     "threads": (_int(0), "an integer >= 0 (0: torch's default)"),
     "checkpoint_every": (_int(1), "an integer >= 1 (env steps)"),
+    "checkpoint_keep": (_int(1), "an integer >= 1"),
+    "max_nonfinite_updates": (_int(1), "an integer >= 1"),
     "resume": (_bool, "true or false"),
     "progress": (_bool, "true or false"),
     "agent.horizon": (_int(1), "an integer >= 1"),

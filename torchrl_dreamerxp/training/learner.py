@@ -98,15 +98,31 @@ class Learner(nn.Module):
         return terms, metrics
 
     def update(self, batch: TensorDictBase) -> dict[str, float]:
-        """One optimizer step on ``batch``; returns every loss and diagnostic as floats."""
+        """One optimizer step on ``batch``; returns every loss and diagnostic as floats.
+
+        A non-finite loss or gradient skips the step (``"skipped": 1.0``): no parameter, optimizer
+        state, return-normalization statistic or slow critic changes, and :attr:`last_diagnostics`
+        is emptied so nothing of the batch is written back to replay.
+        """
+        norm_state = {k: v.clone() for k, v in self.actor_loss.return_norm.state_dict().items()}
         terms, metrics = self.losses(batch)
         loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        if not finite:  # divergence: skip, restore what the forward pass moved
+            self.optimizer.zero_grad(set_to_none=True)
+            self.actor_loss.return_norm.load_state_dict(norm_state)
+            self.last_diagnostics = {}
+            return {"skipped": 1.0, "loss": float(loss.detach())}
         self.optimizer.step()
         self.slow_critic.step()
         out = {k: float(v.detach()) for k, v in {**terms, **metrics}.items()}
         out["loss"] = float(loss.detach())
+        out["skipped"] = 0.0
         if self.ensemble is not None:
             out["loss_ensemble"] = self.update_ensemble(batch)
         return out
@@ -119,8 +135,9 @@ class Learner(nn.Module):
         transitions.set("stoch", self.last_diagnostics["stoch"])
         loss = self.ensemble_loss(transitions)["loss_ensemble"]
         self.ensemble_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.ensemble_optimizer.step()
+        if torch.isfinite(loss):  # a diverging ensemble step is skipped like the main one
+            loss.backward()
+            self.ensemble_optimizer.step()
         return float(loss.detach())
 
     def training_state_dict(self) -> dict:
