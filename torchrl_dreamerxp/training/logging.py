@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,24 +32,41 @@ class RunLogger:
             _truncate_after(self.metrics_path, resume_step, header=False)
         self.metrics = open(self.metrics_path, "a")
         self.wandb = None
+        self.wandb_failures = 0
         mode = cfg.logger.mode
         if mode not in ("offline", "online", "disabled", "none"):
             raise ValueError(f"logger.mode must be offline, online, disabled or none, got {mode!r}")
         if mode not in ("disabled", "none"):
             from torchrl.record.loggers.wandb import WandbLogger
 
-            self.wandb = WandbLogger(
-                exp_name=self.run_dir.name, save_dir=str(self.run_dir), project=cfg.logger.project,
-                offline=mode == "offline", config=OmegaConf.to_container(cfg, resolve=True),
-                group=f"{cfg.env}", tags=[cfg.model.name, f"xp={cfg.xp.name}"],
-            )
+            try:
+                self.wandb = WandbLogger(
+                    exp_name=self.run_dir.name, save_dir=str(self.run_dir), project=cfg.logger.project,
+                    offline=mode == "offline", config=OmegaConf.to_container(cfg, resolve=True),
+                    group=f"{cfg.env}", tags=[cfg.model.name, f"xp={cfg.xp.name}"],
+                )
+            except Exception as err:  # no network, no account: the run goes on with its files
+                warnings.warn(f"wandb could not start ({type(err).__name__}: {err}); logging to files only", stacklevel=2)
+
+    def _wandb(self, call, *args, **kwargs) -> None:
+        """A wandb call that cannot kill training: the first failure is reported, all are counted."""
+        if self.wandb is None:
+            return
+        try:
+            call(*args, **kwargs)
+        except Exception as err:
+            self.wandb_failures += 1
+            if self.wandb_failures == 1:
+                warnings.warn(f"a wandb call failed ({type(err).__name__}: {err}); training goes on, "
+                              f"metrics.jsonl and eval.csv keep every value (later failures are only counted)",
+                              stacklevel=3)
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         self.metrics.write(json.dumps({"env_step": step, **scalars}) + "\n")
         self.metrics.flush()
         if self.wandb is not None:
             for key, value in scalars.items():
-                self.wandb.log_scalar(key, value, step=step)
+                self._wandb(self.wandb.log_scalar, key, value, step=step)
 
     def log_eval(self, step: int, mean_return: float) -> None:
         with open(self.eval_path, "a", newline="") as f:
@@ -58,12 +76,12 @@ class RunLogger:
     def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
         frames = open_loop_frames(learner, batch, context)
         if self.wandb is not None and frames is not None:
-            self.wandb.log_video("eval/open_loop", frames.unsqueeze(0), step=step)
+            self._wandb(self.wandb.log_video, "eval/open_loop", frames.unsqueeze(0), step=step)
 
     def finish(self) -> None:
         self.metrics.close()
         if self.wandb is not None:
-            self.wandb.experiment.finish()
+            self._wandb(lambda: self.wandb.experiment.finish())
 
 
 def _truncate_after(path: Path, step: int, header: bool) -> None:

@@ -1,0 +1,177 @@
+"""Reliability: divergence is skipped and stops a run cleanly, checkpoints are verified, logging cannot kill a run."""
+import errno
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from torchrl_dreamerxp.training import Learner
+from torchrl_dreamerxp.training import checkpoint as ckpt
+
+from test_objectives import replay_batch, tiny_world_model
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("train_recipe_rel", ROOT / "recipes" / "train.py")
+train_recipe = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_recipe)
+
+FAST = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
+        "logger.mode=disabled", "progress=false", "eval.episodes=1", "agent.horizon=3", "env=gym/CartPole-v1"]
+
+
+def config(run_dir, *overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[*FAST, f"run_dir={run_dir}", *overrides])
+
+
+def tiny_learner():
+    from torchrl_dreamerxp.modules import Actor, TwoHotHead
+
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    return Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
+                   horizon=3, warmup=0)
+
+
+def snapshot(learner):
+    return {k: v.clone() for k, v in learner.state_dict().items()}
+
+
+# -- divergence -------------------------------------------------------------------------------------
+def test_nan_loss_skips_the_update_and_changes_nothing():
+    learner = tiny_learner()
+    learner.update(replay_batch())  # one good update: optimizer state and the return EMA exist
+    before, opt_before = snapshot(learner), learner.optimizer.state_dict()
+    bad = replay_batch()
+    bad["observation"][0, 3] = float("nan")
+    out = learner.update(bad)
+    assert out["skipped"] == 1.0 and learner.last_diagnostics == {}
+    after = learner.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # parameters, slow critic, return EMA
+    assert learner.optimizer.state_dict()["state"].keys() == opt_before["state"].keys()
+    assert learner.update(replay_batch())["skipped"] == 0.0  # and training goes on
+
+
+def test_nan_gradient_with_a_finite_loss_is_skipped_too():
+    learner = tiny_learner()
+    before = snapshot(learner)
+    param = next(learner.actor.parameters())
+    handle = param.register_hook(lambda g: g * float("nan"))
+    out = learner.update(replay_batch())
+    handle.remove()
+    assert out["skipped"] == 1.0 and torch.isfinite(torch.tensor(out["loss"]))
+    assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
+
+
+def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    losses = Learner.losses
+
+    def diverging(self, batch):  # fine for 40 updates, then NaN forever
+        calls["n"] += 1
+        terms, metrics = losses(self, batch)
+        if calls["n"] > 40:
+            terms = {k: v * float("nan") for k, v in terms.items()}
+        return terms, metrics
+
+    monkeypatch.setattr(Learner, "losses", diverging)
+    cfg = config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "max_nonfinite_updates=3")
+    with pytest.raises(FloatingPointError, match="3 updates in a row.*step_000000080"):
+        train_recipe.run(cfg)
+    assert not (tmp_path / "done").exists()
+    good = ckpt.latest_checkpoint(tmp_path / "checkpoints")
+    assert good.name == "step_000000080" and ckpt.read_counters(good)["updates"] == 32
+    skipped = [json.loads(line) for line in open(tmp_path / "metrics.jsonl") if "nonfinite" in line]
+    assert [m["train/nonfinite_updates"] for m in skipped] == [1, 2, 3]
+    # fixed, it resumes from the good checkpoint and finishes
+    monkeypatch.setattr(Learner, "losses", losses)
+    train_recipe.run(config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "resume=true"))
+    assert json.loads((tmp_path / "done").read_text())["env_steps"] == 240
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+class _Replay:
+    def __init__(self, payload=b"x" * 100):
+        self.payload = payload
+
+    def dumps(self, path):
+        Path(path).mkdir(parents=True)
+        (Path(path) / "storage.bin").write_bytes(self.payload)
+
+    def loads(self, path):
+        self.payload = (Path(path) / "storage.bin").read_bytes()
+
+
+def save(directory, learner, step, keep=3):
+    return ckpt.save_checkpoint(directory, learner, _Replay(), {"env_steps": step}, keep=keep)
+
+
+def test_only_the_newest_k_checkpoints_are_kept(tmp_path):
+    learner = tiny_learner()
+    for step in (10, 20, 30, 40, 50):
+        save(tmp_path, learner, step, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000040", "step_000000050"]
+
+
+@pytest.mark.parametrize("damage", ["truncate_state", "corrupt_replay", "no_manifest", "missing_file"])
+def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, damage):
+    learner = tiny_learner()
+    save(tmp_path, learner, 10)
+    newest = save(tmp_path, learner, 20)
+    if damage == "truncate_state":
+        data = (newest / "state.pt").read_bytes()
+        (newest / "state.pt").write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt_replay":
+        (newest / "replay" / "storage.bin").write_bytes(b"y" * 100)  # same size, other bytes
+    elif damage == "no_manifest":  # as if the write stopped before its last file
+        (newest / "manifest.json").unlink()
+    else:
+        (newest / "replay" / "storage.bin").unlink()
+    with pytest.warns(UserWarning, match="skipping checkpoint.*step_000000020"):
+        found = ckpt.latest_checkpoint(tmp_path)
+    assert found.name == "step_000000010"
+    replay = _Replay(b"")
+    assert ckpt.load_checkpoint(found, tiny_learner(), replay)["env_steps"] == 10 and replay.payload == b"x" * 100
+
+
+def test_a_full_disk_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    learner = tiny_learner()
+    good = save(tmp_path, learner, 10)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", no_space)
+    with pytest.raises(OSError, match="No space left on device.*previous checkpoint is intact.*step_000000010"):
+        save(tmp_path, learner, 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000010"]  # no temporary left behind
+    ckpt.verify_checkpoint(good)
+
+
+# -- logging -----------------------------------------------------------------------------------------
+def test_a_failing_logger_is_reported_once_and_training_goes_on(tmp_path, monkeypatch):
+    from torchrl.record.loggers.wandb import WandbLogger
+
+    def broken(self, *args, **kwargs):
+        raise ConnectionError("wandb backend gone")
+
+    monkeypatch.setattr(WandbLogger, "log_scalar", broken)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_dir = train_recipe.run(config(tmp_path, "logger.mode=offline", "steps=96", "eval.every=48",
+                                          "logger.every=48"))
+    failures = [w for w in caught if "a wandb call failed" in str(w.message)]
+    assert len(failures) == 1 and "wandb backend gone" in str(failures[0].message)
+    assert (run_dir / "done").exists()
+    assert len((run_dir / "eval.csv").read_text().splitlines()) == 3  # header + 2 evaluations, nothing lost
+
+
+def test_logger_none_writes_files_only(tmp_path):
+    run_dir = train_recipe.run(config(tmp_path, "logger.mode=none", "steps=64", "eval.every=64"))
+    assert (run_dir / "done").exists() and not (run_dir / "wandb").exists()
