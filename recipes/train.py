@@ -7,6 +7,7 @@ evaluating, logging and checkpointing on the way. The run directory holds ``conf
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -102,31 +103,50 @@ def run(cfg: DictConfig) -> Path:
         counters["random_return"] = random_return = sum(returns) / len(returns)
         logger.log({"eval/random_return": random_return}, 0)
 
-    collector = Collector(
-        env, policy, frames_per_batch=cfg.frames_per_batch,
-        total_frames=max(cfg.steps - counters["env_steps"], cfg.frames_per_batch),
-        init_random_frames=max(cfg.prefill - counters["env_steps"], 0),
-        auto_register_policy_transforms=False,
-    )
-    collector.set_seed(cfg.seed + counters["env_steps"])
+    def collected():  # lazily: a resumed run finishes its interrupted round before the collector starts
+        collector = Collector(
+            env, policy, frames_per_batch=cfg.frames_per_batch,
+            total_frames=max(cfg.steps - counters["env_steps"], cfg.frames_per_batch),
+            init_random_frames=max(cfg.prefill - counters["env_steps"], 0),
+            auto_register_policy_transforms=False,
+        )
+        collector.set_seed(cfg.seed + counters["env_steps"])
+        try:
+            yield from collector
+        finally:
+            collector.shutdown()
 
-    # --- the loop ------------------------------------------------------------------------------
+    # --- the loop: collect a round, checkpoint when due, then its logs, updates and evaluation -------------
+    # The checkpoint comes before the round's updates, so a resumed run redoes exactly those updates
+    # from the same state, replay and RNG (the first updates after a resume equal the uninterrupted run's).
+    resumed_round = counters.pop("round", None) if last is not None else None
     bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not cfg.progress, unit="step",
                dynamic_ncols=True)
-    next_eval = (counters["env_steps"] // cfg.eval.every + 1) * cfg.eval.every
-    next_ckpt = (counters["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    next_log = counters["env_steps"] + cfg.logger.every
-    last_return, train_metrics, t0, steps0, updates0 = float("nan"), {}, time.time(), counters["env_steps"], 0
-    unscheduled_returns: list[float] = []
+    steps_now = counters["env_steps"]
+    next_eval = max(cfg.eval.every, -(-steps_now // cfg.eval.every) * cfg.eval.every)
+    next_ckpt = (steps_now // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+    next_log = steps_now if resumed_round is not None else steps_now + cfg.logger.every
+    last_return, train_metrics, t0, steps0, updates0 = float("nan"), {}, time.time(), steps_now, counters["updates"]
     nonfinite_in_a_row = 0
-    for batch in collector:
-        replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes))
-        counters["env_steps"] += batch.numel()
-        done = batch["next", "done"].reshape(-1)
-        finished = batch["next", "episode_reward"].reshape(-1)[done].tolist()
-        unscheduled_returns += finished  # for a return-driven λ, consumed at the next update
+    for batch in itertools.chain([None] if resumed_round is not None else [], collected()):
+        if batch is None:  # resumed: the round whose checkpoint we loaded
+            finished, frames = resumed_round["returns"], 0
+        else:
+            replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes))
+            frames = batch.numel()
+            counters["env_steps"] += frames
+            done = batch["next", "done"].reshape(-1)
+            finished = batch["next", "episode_reward"].reshape(-1)[done].tolist()
+            counters["episodes"] += len(finished)
+            if reward_transform is not None:  # a return-driven λ sees them at the next update
+                counters["unscheduled_returns"] = counters.get("unscheduled_returns", []) + finished
+            if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
+                counters["wall_time_s"] = wall_before + time.time() - started
+                save_checkpoint(ckpt_dir, learner, replay,
+                                {**counters, "ratio": ratio.state_dict(), "round": {"returns": finished}},
+                                keep=cfg.checkpoint_keep)
+                next_ckpt = (counters["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         for ep_return in finished:
-            counters["episodes"] += 1
             last_return = ep_return
             logger.log({"train/episode_return": ep_return}, counters["env_steps"])
 
@@ -155,13 +175,12 @@ def run(cfg: DictConfig) -> Path:
                     sampler.update_priority(index, {"recon_error": diag["recon_error"]})
                     sampler.update_priority(index[:, :-1], {"value_error": diag["value_error"]})
                 if reward_transform is not None:  # XP: λ moves with training (and finished returns)
-                    lam = reward_transform.scheduler.step(unscheduled_returns)
-                    unscheduled_returns = []
+                    lam = reward_transform.scheduler.step(counters.pop("unscheduled_returns", []))
                     logger.log({"xp/lambda": lam}, counters["env_steps"])
 
-        bar.update(batch.numel())
+        bar.update(frames)
         if counters["env_steps"] >= next_log:
-            elapsed = time.time() - t0
+            elapsed = max(time.time() - t0, 1e-9)
             rates = {"perf/env_steps_per_s": (counters["env_steps"] - steps0) / elapsed,
                      "perf/updates_per_s": (counters["updates"] - updates0) / elapsed}
             replay_stats = sampler.stats() if prioritized else {}
@@ -170,26 +189,22 @@ def run(cfg: DictConfig) -> Path:
             bar.set_postfix(ret=f"{last_return:.1f}", sps=f"{rates['perf/env_steps_per_s']:.0f}",
                             ups=f"{rates['perf/updates_per_s']:.2f}")
             t0, steps0, updates0 = time.time(), counters["env_steps"], counters["updates"]
-            next_log += cfg.logger.every
+            next_log = counters["env_steps"] + cfg.logger.every
         if counters["env_steps"] >= next_eval or counters["env_steps"] >= cfg.steps:
             returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)
             logger.log_eval(counters["env_steps"], sum(returns) / len(returns))
             if cfg.logger.video and shapes.pixel_shape is not None and counters["updates"]:
                 logger.log_open_loop_video(learner, replay.sample().reshape(cfg.batch_size, slice_len),
                                            counters["env_steps"])
-            next_eval += cfg.eval.every
-        if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
-            counters["wall_time_s"] = wall_before + time.time() - started
-            save_checkpoint(ckpt_dir, learner, replay, {**counters, "ratio": ratio.state_dict()}, keep=cfg.checkpoint_keep)
-            next_ckpt += cfg.checkpoint_every
+            next_eval = (counters["env_steps"] // cfg.eval.every + 1) * cfg.eval.every
         if counters["env_steps"] >= cfg.steps:
             break
     bar.close()
-    collector.shutdown()
     plot_returns(run_dir / "eval.csv", run_dir / "returns.png", title=f"{cfg.env} ({cfg.model.name}, seed {cfg.seed})",
                  random_return=random_return)
     logger.finish()
     counters["ratio"] = ratio.state_dict()
+    counters.pop("unscheduled_returns", None)
     counters["wall_time_s"] = wall_before + time.time() - started
     (run_dir / "done").write_text(json.dumps(counters))
     return run_dir

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "read_counters", "verify_checkpoint",
-           "CorruptCheckpoint"]
+           "CorruptCheckpoint", "fingerprint"]
 
 MANIFEST = "manifest.json"
 
@@ -123,3 +123,45 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
     return state["counters"]
+
+
+def _hash_into(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        h.update(str((value.dtype, tuple(value.shape))).encode())
+        h.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            h.update(str(key).encode())
+            _hash_into(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _hash_into(h, item)
+    elif isinstance(value, np.ndarray):
+        h.update(value.tobytes())
+    else:
+        h.update(repr(value).encode())
+
+
+def fingerprint(learner, replay_buffer) -> dict[str, str]:
+    """SHA-1 of each part of a run's state, to check that a resume restored exactly what was saved.
+
+    Parts: ``modules`` (every parameter and buffer), ``training`` (optimizers, λ scheduler),
+    ``replay`` (every stored step), ``sampler`` (e.g. the trajectory priorities), ``rng``
+    (torch, numpy and Python generators) and ``replay_rows`` (the number of stored steps, not a hash).
+    """
+    def sha(value):
+        h = hashlib.sha1()
+        _hash_into(h, value)
+        return h.hexdigest()
+
+    storage = replay_buffer.storage
+    rows = len(storage)
+    stored = storage.get(torch.arange(rows)) if rows else None
+    return {
+        "modules": sha(dict(learner.state_dict())),
+        "training": sha(learner.training_state_dict()),
+        "replay": sha({k: v for k, v in stored.items(True, True)} if stored is not None else {}),
+        "sampler": sha(replay_buffer.sampler.state_dict()),
+        "rng": sha([torch.get_rng_state(), np.random.get_state()[1], random.getstate()]),
+        "replay_rows": str(rows),
+    }

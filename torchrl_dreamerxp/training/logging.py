@@ -27,7 +27,7 @@ class RunLogger:
             self.eval_path.write_text("env_step,eval_return\n")
             self.metrics_path.write_text("")
         else:
-            # rows written after the checkpoint we resume from are redone: drop them
+            # rows of the checkpoint's round and later are redone after a resume: drop them
             _truncate_after(self.eval_path, resume_step, header=True)
             _truncate_after(self.metrics_path, resume_step, header=False)
         self.metrics = open(self.metrics_path, "a")
@@ -85,16 +85,16 @@ class RunLogger:
 
 
 def _truncate_after(path: Path, step: int, header: bool) -> None:
-    """Keep the rows of a run file whose env step is at most ``step``."""
+    """Keep the rows of a run file written before env step ``step`` (the resumed checkpoint's round)."""
     if not path.exists():
         path.write_text("env_step,eval_return\n" if header else "")
         return
     lines = path.read_text().splitlines(keepends=True)
     head, rows = (lines[:1], lines[1:]) if header else ([], lines)
     if header:
-        keep = [r for r in rows if r.strip() and int(r.split(",")[0]) <= step]
+        keep = [r for r in rows if r.strip() and int(r.split(",")[0]) < step]
     else:
-        keep = [r for r in rows if r.strip() and json.loads(r).get("env_step", 0) <= step]
+        keep = [r for r in rows if r.strip() and json.loads(r).get("env_step", 0) < step]
     path.write_text("".join(head + keep))
 
 

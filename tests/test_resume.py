@@ -1,0 +1,127 @@
+"""Kill and resume: a resumed run restores exactly what its checkpoint saved and redoes the same updates."""
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from torchrl_dreamerxp.training import Learner
+from torchrl_dreamerxp.training.checkpoint import fingerprint
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("train_recipe_resume", ROOT / "recipes" / "train.py")
+train_recipe = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_recipe)
+
+FAST = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
+        "logger.mode=disabled", "progress=false", "eval.episodes=1", "agent.horizon=3", "env=gym/CartPole-v1",
+        "threads=1"]
+
+
+def config(run_dir, *overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[*FAST, f"run_dir={run_dir}", *overrides])
+
+
+def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkeypatch):
+    """xp=full: prioritized sampler state and the λ scheduler ride along with model, optimizers, replay, RNG."""
+    updates, saved, loaded = [], {}, {}
+    update, save, load = Learner.update, train_recipe.save_checkpoint, train_recipe.load_checkpoint
+
+    def recording_update(self, batch):
+        out = update(self, batch)
+        updates.append(out)
+        return out
+
+    def recording_save(directory, learner, replay, counters, keep=3):
+        saved[counters["env_steps"]] = fingerprint(learner, replay)
+        return save(directory, learner, replay, counters, keep=keep)
+
+    def recording_load(path, learner, replay):
+        counters = load(path, learner, replay)
+        loaded[counters["env_steps"]] = fingerprint(learner, replay)
+        return counters
+
+    monkeypatch.setattr(Learner, "update", recording_update)
+    monkeypatch.setattr(train_recipe, "save_checkpoint", recording_save)
+    monkeypatch.setattr(train_recipe, "load_checkpoint", recording_load)
+    common = ["xp=full", "xp.scheduler.exponential.decay_steps=20", "steps=160", "checkpoint_every=80",
+              "eval.every=80", "logger.every=8"]
+    uninterrupted = tmp_path / "a"
+    train_recipe.run(config(uninterrupted, *common))
+    reference = list(updates)
+    assert len(reference) == (160 - 48) * 16 // 16
+
+    # the same run "killed" right after its step-80 checkpoint, then resumed
+    crashed = tmp_path / "b"
+    shutil.copytree(uninterrupted, crashed)
+    shutil.rmtree(crashed / "checkpoints" / "step_000000160")
+    (crashed / "done").unlink()
+    updates.clear()
+    train_recipe.run(config(crashed, *common, "resume=true"))
+
+    # every part is what it was when the checkpoint was written (no second copy of the replay either)
+    assert loaded[80] == saved[80]
+    # the checkpoint came before round 80's updates: (72 − 48)·16/16 = 24 were done, the round has 8 more
+    assert updates[:8] == reference[24:32]
+    evals = [line.split(",")[0] for line in (crashed / "eval.csv").read_text().splitlines()[1:]]
+    assert evals == ["80", "160"]
+    steps = [json.loads(line)["env_step"] for line in open(crashed / "metrics.jsonl")]
+    assert steps == sorted(steps)
+    assert json.loads((crashed / "done").read_text())["updates"] == len(reference)
+
+
+def test_interrupted_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch):
+    from torchrl.data import TensorDictReplayBuffer
+
+    common = ["steps=160", "checkpoint_every=80", "eval.every=80"]
+    dumps = TensorDictReplayBuffer.dumps
+
+    def dying_dumps(self, path):  # the process dies halfway through writing the step-160 checkpoint
+        if "step_000000160" in str(path):
+            Path(path).mkdir(parents=True)
+            (Path(path) / "partial").write_bytes(b"\0" * 10)
+            raise KeyboardInterrupt
+        return dumps(self, path)
+
+    monkeypatch.setattr(TensorDictReplayBuffer, "dumps", dying_dumps)
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe.run(config(tmp_path, *common))
+    assert (tmp_path / "checkpoints" / ".tmp_step_000000160").exists()
+    monkeypatch.setattr(TensorDictReplayBuffer, "dumps", dumps)
+    train_recipe.run(config(tmp_path, *common, "resume=true"))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000080", "step_000000160"]
+    assert json.loads((tmp_path / "done").read_text())["env_steps"] == 160
+
+
+def test_sigkill_at_a_random_moment_then_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "recipes" / "train.py"), *FAST, f"run_dir={run_dir}", "steps=400",
+            "checkpoint_every=80", "eval.every=80"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((run_dir / "checkpoints").glob("step_*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 2.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "done").exists(), "the run ended before it was killed: make it longer"
+    resumed = subprocess.run([*args, "resume=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    counters = json.loads((run_dir / "done").read_text())
+    assert counters["env_steps"] == 400 and counters["updates"] == (400 - 48) * 16 // 16
+    evals = [int(line.split(",")[0]) for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+    assert evals == [80, 160, 240, 320, 400]  # each evaluation exactly once
+    steps = [json.loads(line)["env_step"] for line in open(run_dir / "metrics.jsonl")]
+    assert steps == sorted(steps)
+    assert not list((run_dir / "checkpoints").glob(".tmp_*"))
