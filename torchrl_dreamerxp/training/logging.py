@@ -41,9 +41,11 @@ class RunLogger:
 
             try:
                 self.wandb = WandbLogger(
-                    exp_name=self.run_dir.name, save_dir=str(self.run_dir), project=cfg.logger.project,
+                    exp_name=f"{cfg.env.split('/')[-1]}-xp_{cfg.xp.name}-seed{cfg.seed}", save_dir=str(self.run_dir),
+                    project=cfg.logger.project,
                     offline=mode == "offline", config=OmegaConf.to_container(cfg, resolve=True),
-                    group=f"{cfg.env}", tags=[cfg.model.name, f"xp={cfg.xp.name}"],
+                    group=cfg.logger.get("group") or f"{cfg.env}", job_type=cfg.logger.get("job_type"),
+                    tags=[cfg.model.name, f"xp={cfg.xp.name}", *cfg.logger.get("tags", [])],
                 )
             except Exception as err:  # no network, no account: the run goes on with its files
                 warnings.warn(f"wandb could not start ({type(err).__name__}: {err}); logging to files only", stacklevel=2)

@@ -1,0 +1,159 @@
+"""Experiments end to end: the smoke experiment, its results store, the report, re-runs, resumes and failures."""
+import importlib.util
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from torchrl_dreamerxp.experiments import Experiment, ResultsStore, run_experiment
+from torchrl_dreamerxp.experiments import runner as runner_module
+from torchrl_dreamerxp.experiments.report import load_rows, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def experiment_config(name):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("experiments", overrides=[f"experiment={name}"]).experiment
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke experiment, 2 methods x 2 seeds; seed 1 of dreamerv3 was interrupted before (a checkpoint, no done)."""
+    base = tmp_path_factory.mktemp("smoke")
+    exp = Experiment.from_config(experiment_config("smoke"))
+    runs_dir, results_dir = base / "runs", base / "results"
+    interrupted = next(r for r in exp.runs([1], runs_dir) if r.method == "dreamerv3")
+    spec = importlib.util.spec_from_file_location("train_recipe_exp", ROOT / "recipes" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[*interrupted.overrides, "env=gym/CartPole-v1", "xp=none", "seed=1",
+                                          f"run_dir={interrupted.run_dir}", "steps=80", "logger.mode=disabled",
+                                          "progress=false"])
+    train.run(cfg)
+    (interrupted.run_dir / "done").unlink()  # as if killed after its step-80 checkpoint
+    rows = run_experiment(exp, [0, 1], parallel=2, runs_dir=runs_dir, results_dir=results_dir, note="ci smoke",
+                          logger_mode="disabled")
+    return exp, runs_dir, results_dir, rows, interrupted
+
+
+def test_store_has_a_row_per_run(smoke):
+    exp, _, results_dir, rows, _ = smoke
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    df = pd.read_csv(results_dir / "smoke" / "runs.csv")
+    assert sorted(df["run_id"]) == sorted(r["run_id"] for r in rows)
+    assert set(df["method"]) == {"dreamerv3", "prioritized"} and set(df["seed"]) == {0, 1}
+    assert (df["experiment"] == "smoke").all() and (df["note"] == "ci smoke").all()
+    assert (df["config.model.name"] == "tiny").all() and (df["env_steps"] == 160).all()
+    assert "metric.train/loss_model_reconstruction" in df.columns and df["wall_time_s"].gt(0).all()
+    curve = pd.read_csv(results_dir / "smoke" / "curves" / f"{rows[0]['run_id']}.csv")
+    assert list(curve["env_step"]) == [80, 160]
+    info = json.loads((results_dir / "smoke" / "experiment.json").read_text())
+    assert info["description"] == exp.description and info["notes"][0]["note"] == "ci smoke"
+
+
+def test_interrupted_run_was_resumed(smoke):
+    interrupted = smoke[4]
+    log = (interrupted.run_dir / "stdout.log").read_text()
+    assert "resume=true" in log and "resumed from" in log
+    assert json.loads((interrupted.run_dir / "done").read_text())["env_steps"] == 160
+
+
+def test_report_tables_match_the_store_and_plots_are_pngs(smoke, tmp_path):
+    _, _, results_dir, _, _ = smoke
+    rows = load_rows(results_dir, "smoke")
+    report = write_report(rows, tmp_path, reps=200, latex=True)
+    df = pd.read_csv(results_dir / "smoke" / "runs.csv")
+    finals = pd.read_csv(tmp_path / "finals.csv")
+    for _, f in finals.iterrows():
+        stored = df[(df["env"] == f["env"]) & (df["method"] == f["method"])]["final_return"]
+        assert f["mean"] == pytest.approx(stored.mean()) and f["n"] == len(stored)
+        assert f["std"] == pytest.approx(stored.std(ddof=1))
+    assert (tmp_path / "finals.md").read_text().startswith("| env | dreamerv3 | prioritized |")
+    assert (tmp_path / "finals.tex").exists() and (tmp_path / "aggregates.md").exists()
+    names = {Path(p).name for p in report["plots"]}
+    assert {"returns.png", "aggregate.png", "profile.png", "losses_gym_CartPole-v1.png"} <= names
+    assert all(Path(p).read_bytes()[:8] == PNG for p in report["plots"])
+    with pytest.raises(ValueError, match="no finished run"):
+        write_report(rows, tmp_path / "none", methods=["full"])
+
+
+def test_report_of_run_directories_outside_an_experiment(smoke, tmp_path):
+    _, runs_dir, _, _, _ = smoke
+    rows = load_rows(runs=str(runs_dir / "smoke" / "*" / "*" / "seed*"))
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"dreamerv3", "prioritized"}
+    report = write_report(rows, tmp_path, methods=["prioritized"], reps=100)
+    assert [f["method"] for f in report["finals"]] == ["prioritized"]
+
+
+def test_rerun_skips_finished_runs(smoke, monkeypatch):
+    exp, runs_dir, results_dir, rows, _ = smoke
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was started again")
+
+    monkeypatch.setattr(runner_module, "_train", must_not_train)
+    again = run_experiment(exp, [0, 1], runs_dir=runs_dir, results_dir=results_dir, logger_mode="disabled")
+    assert sorted(r["run_id"] for r in again) == sorted(r["run_id"] for r in rows)
+
+
+def test_a_failing_run_is_recorded_with_its_error(tmp_path):
+    exp = Experiment("broken", "a run that cannot start", ["dreamerv3"], {"gym/NoSuchEnv-v0": ["steps=100"]}, [])
+    rows = run_experiment(exp, [0], runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", logger_mode="disabled")
+    assert rows[0]["status"] == "failed" and "NoSuchEnv-v0" in rows[0]["error"]
+    assert pd.read_csv(tmp_path / "results" / "broken" / "runs.csv")["status"].tolist() == ["failed"]
+
+
+def test_concurrent_records_are_all_kept(tmp_path):
+    store = ResultsStore(tmp_path, "many")
+
+    def record(i):
+        store.record(f"run{i:02d}", {"method": "m", "env": "e", "seed": i, "status": "done", "final_return": i,
+                                     "metrics": {f"train/x{i % 3}": i}, "curve": [(1, float(i))]})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(40)))
+    df = pd.read_csv(tmp_path / "many" / "runs.csv")
+    assert sorted(df["seed"]) == list(range(40)) and {"metric.train/x0", "metric.train/x2"} <= set(df.columns)
+
+
+def test_dry_run_lists_runs_and_unknown_methods_fail(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "recipes" / "experiment.py"), "experiment=classic", "seeds=3",
+                          f"runs_dir={tmp_path}", "--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+    assert "36 runs (classic: 4 methods x 3 envs x 3 seeds)" in out.stdout
+    assert "xp=intrinsic" in out.stdout and "logger.group=classic" in out.stdout
+    with pytest.raises(ValueError, match="unknown method.*known methods: dreamerv3, prioritized, intrinsic, full"):
+        Experiment("x", "", ["dreamerv3", "curiosity"], {}, [])
+
+
+def test_wandb_runs_are_grouped_by_experiment_and_method(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+    from torchrl.record.loggers import wandb as wandb_module
+
+    from torchrl_dreamerxp.training.logging import RunLogger
+
+    seen = {}
+
+    class FakeWandb:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(wandb_module, "WandbLogger", FakeWandb)
+    exp = Experiment("grouped", "", ["prioritized"], {"gym/CartPole-v1": []}, [])
+    run = exp.runs([4], tmp_path)[0]
+    cli = run.command(1)
+    overrides = [a for a in cli[2:] if a.startswith(("logger.", "env=", "xp=", "seed="))]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    RunLogger(tmp_path, cfg)
+    assert seen["group"] == "grouped" and seen["job_type"] == "prioritized"
+    assert {"gym_CartPole-v1", "seed4", "xp=prioritized"} <= set(seen["tags"])
+    assert OmegaConf.to_container(cfg.logger)["mode"] == "offline"

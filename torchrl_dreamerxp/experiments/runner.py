@@ -1,0 +1,90 @@
+"""Run every training run of an experiment, several at once, skipping finished ones and resuming the rest."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .spec import Experiment, RunSpec
+from .store import ResultsStore, read_run
+
+__all__ = ["run_experiment"]
+
+
+def _row(run: RunSpec, exp: Experiment, note: str, status: str, error: str = "") -> dict:
+    base = {"experiment": exp.name, "description": exp.description, "note": note, "method": run.method,
+            "env": run.env, "seed": run.seed, "status": status, "error": error, "run_dir": str(run.run_dir)}
+    if (run.run_dir / "config.yaml").exists():
+        found = read_run(run.run_dir)
+        found.update(method=run.method)  # the experiment's name for it (xp=none is "dreamerv3")
+        return {**found, **base}
+    return base
+
+
+def _train(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
+    """One training run in its own process; returns its exit code and the tail of its error output."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    command = run.command(threads, logger_mode)  # decides resume= before anything is written
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    with open(run.run_dir / "stdout.log", "a") as out, open(run.run_dir / "stderr.log", "a") as err:
+        out.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
+        out.flush()
+        code = subprocess.call(command, stdout=out, stderr=err, env=env, cwd=Path(__file__).resolve().parents[2])
+    tail = ""
+    if code:
+        lines = (run.run_dir / "stderr.log").read_text(errors="replace").strip().splitlines()
+        tail = " | ".join(lines[-5:])[-1500:]
+    return code, tail
+
+
+def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs_dir: Path = Path("runs/experiments"),
+                   results_dir: Path = Path("results"), note: str = "", logger_mode: str = "offline",
+                   dry_run: bool = False) -> list[dict]:
+    """Run (or list, with ``dry_run``) every method × env × seed of ``exp``; returns the rows stored.
+
+    A run whose directory holds ``done`` is skipped (its row is stored if missing); a run directory
+    without ``done`` is resumed from its last checkpoint. ``parallel`` runs share the CPU cores
+    (``cores // parallel`` torch threads each). A run that fails is stored with ``status=failed`` and
+    the end of its error output; the other runs go on.
+    """
+    runs = exp.runs(seeds, runs_dir)
+    if dry_run:
+        for run in runs:
+            state = "done" if (run.run_dir / "done").exists() else "resume" if run.run_dir.exists() else "new"
+            print(f"{state:7s} {run.run_id:60s} {' '.join(run.command(1)[2:])}")
+        print(f"{len(runs)} runs ({exp.name}: {len(exp.methods)} methods x {len(exp.envs)} envs x {len(seeds)} seeds)")
+        return []
+    store = ResultsStore(results_dir, exp.name)
+    store.describe({"name": exp.name, "description": exp.description, "methods": exp.methods, "envs": exp.envs,
+                    "overrides": exp.overrides, "seeds": seeds}, note)
+    stored = {r["run_id"] for r in store.rows()}
+    todo = []
+    for run in runs:
+        if (run.run_dir / "done").exists():
+            if run.run_id not in stored:
+                store.record(run.run_id, _row(run, exp, note, "done"))
+        else:
+            todo.append(run)
+    threads = max(1, (os.cpu_count() or 2) // parallel)
+    failed = 0
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=exp.name, dynamic_ncols=True)
+    with ThreadPoolExecutor(parallel) as pool:
+        futures = {pool.submit(_train, run, threads, logger_mode): run for run in todo}
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                code, error = future.result()
+            except Exception as err:  # the runner itself failed for this run: record it, go on
+                code, error = -1, f"{type(err).__name__}: {err}"
+            ok = code == 0 and (run.run_dir / "done").exists()
+            failed += not ok
+            store.record(run.run_id, _row(run, exp, note, "done" if ok else "failed",
+                                          "" if ok else (error or f"exit code {code}")))
+            bar.update(1)
+            bar.set_postfix(failed=failed, last=run.run_id[:40])
+    bar.close()
+    return store.rows()
