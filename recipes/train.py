@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,8 @@ def run(cfg: DictConfig) -> Path:
     # resets add rows; never allocate more than the run needs (a resumed run keeps its capacity)
     size = (read_counters(last)["replay_capacity"] if last is not None
             else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len))
+    # the memory-mapped files of an earlier (crashed) process are stale: a resume refills from the checkpoint
+    shutil.rmtree(run_dir / "replay_scratch", ignore_errors=True)
     storage = (LazyMemmapStorage(size, scratch_dir=run_dir / "replay_scratch") if size > cfg.replay_memmap_above
                else LazyTensorStorage(size))
     prioritized = cfg.xp.prioritized

@@ -176,3 +176,13 @@ def test_a_failing_logger_is_reported_once_and_training_goes_on(tmp_path, monkey
 def test_logger_none_writes_files_only(tmp_path):
     run_dir = train_recipe.run(config(tmp_path, "logger.mode=none", "steps=64", "eval.every=64"))
     assert (run_dir / "done").exists() and not (run_dir / "wandb").exists()
+
+
+def test_big_replays_live_on_disk_memory_mapped_and_resume(tmp_path):
+    common = ["eval.every=80", "checkpoint_every=80", "replay_memmap_above=100"]
+    run_dir = train_recipe.run(config(tmp_path, "steps=80", *common))
+    scratch = list((run_dir / "replay_scratch").rglob("*.memmap"))
+    assert scratch and sum(p.stat().st_size for p in scratch) > 0  # the storage is files on disk, not RAM
+    (run_dir / "done").unlink()
+    train_recipe.run(config(tmp_path, "steps=160", "resume=true", *common))
+    assert json.loads((run_dir / "done").read_text())["env_steps"] == 160
