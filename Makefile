@@ -7,7 +7,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export WANDB_MODE ?= offline
 export MUJOCO_GL ?= egl
 
-.PHONY: demo test tour clean-venv
+.PHONY: demo test tour docs clean-venv
 
 $(VENV)/.installed: requirements/base.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,3 +28,7 @@ clean-venv:
 
 tour: $(VENV)/.installed
 	$(PY) recipes/env_tour.py
+
+docs: $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements/docs.txt
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

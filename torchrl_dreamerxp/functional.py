@@ -132,7 +132,9 @@ def lambda_returns(
     ``gamma = 1 - 1/333``.
 
     Args:
-        reward, value, cont: ``[..., T]``.
+        reward: ``[..., T]``.
+        value: ``[..., T]``.
+        cont: ``[..., T]``.
         bootstrap: ``[...]``, usually ``value[..., -1]``.
         gamma: discount factor.
         lmbda: λ of TD(λ), a float or a ``[..., T]`` tensor (the replay value loss passes

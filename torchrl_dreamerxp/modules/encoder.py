@@ -38,7 +38,11 @@ class Encoder(nn.Module):
     Args:
         obs_dim: size of ``"observation"`` or ``None``.
         pixel_shape: ``(C, H, W)`` of ``"pixels"`` or ``None``.
-        units, layers: MLP sizes. depth, mults, kernel: CNN sizes.
+        units: MLP width.
+        layers: MLP hidden layers.
+        depth: CNN base width.
+        mults: CNN width multipliers per stage.
+        kernel: CNN kernel size.
         strided: use stride-2 convs instead of conv + max-pool (faster on CPU; off by default).
 
     Examples:

@@ -78,9 +78,15 @@ class RewardEnsemble(nn.Module):
     computed once for all members (``h`` is 80% of the features at ``size12m``).
 
     Args:
-        deter, stoch, classes: RSSM sizes. action_dim: action vector size.
-        members: K (5). units, layers: member MLP width and hidden layers.
-        mode: ``"latent"`` or ``"reward"``. reward_head: the world model's reward head (latent mode).
+        deter: RSSM deterministic state size.
+        stoch: RSSM categorical latents.
+        classes: classes per latent.
+        action_dim: action vector size.
+        members: K (5).
+        units: member MLP width.
+        layers: member MLP hidden layers.
+        mode: ``"latent"`` or ``"reward"``.
+        reward_head: the world model's reward head (latent mode).
 
     Examples:
         >>> from torchrl_dreamerxp.modules import TwoHotHead

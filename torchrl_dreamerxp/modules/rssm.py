@@ -57,9 +57,15 @@ class RSSM(nn.Module):
     Args:
         action_dim: size of the (one-hot or continuous) action vector.
         embed_dim: size of the encoder's output.
-        deter, hidden, stoch, classes, blocks: sizes (official size presets in ``configs/model``).
+        deter: deterministic state size (official size presets in ``configs/model``).
+        hidden: width of the input and prior/posterior layers.
+        stoch: number of categorical latents.
+        classes: classes per latent.
+        blocks: groups of the block GRU.
         unimix: uniform mixture of the categorical (0.01).
-        imglayers, obslayers, dynlayers: hidden layers of prior, posterior and core.
+        imglayers: hidden layers of the prior.
+        obslayers: hidden layers of the posterior.
+        dynlayers: hidden layers of the core.
 
     Examples:
         >>> rssm = RSSM(action_dim=2, embed_dim=8, deter=16, hidden=8, stoch=4, classes=4, blocks=4)

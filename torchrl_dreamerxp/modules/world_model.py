@@ -17,9 +17,17 @@ class WorldModel(nn.Module):
     Args:
         obs_dim: size of ``"observation"`` (or ``None``); pixel_shape: ``(C, H, W)`` of ``"pixels"``
             (or ``None``); action_dim: size of the action vector.
-        deter, hidden, stoch, classes, blocks: RSSM sizes. units: MLP width. depth: CNN base width.
-        enc_layers, dec_layers: MLP depths of encoder and decoder (3 officially).
-        reward_layers, cont_layers: hidden layers of the heads (1 officially).
+        deter: RSSM deterministic state size.
+        hidden: RSSM hidden width.
+        stoch: RSSM categorical latents.
+        classes: classes per latent.
+        blocks: block GRU groups.
+        units: MLP width.
+        depth: CNN base width.
+        enc_layers: MLP depth of the encoder (3 officially).
+        dec_layers: MLP depth of the decoder (3 officially).
+        reward_layers: hidden layers of the reward head (1 officially).
+        cont_layers: hidden layers of the continue head (1 officially).
 
     Examples:
         >>> wm = WorldModel(obs_dim=4, action_dim=2, deter=64, hidden=16, classes=4, units=16, blocks=8)

@@ -45,13 +45,16 @@ class PrioritizedTrajectorySampler(Sampler):
 
     Args:
         slice_len: steps per slice (``T + context``).
-        lambda_r, lambda_delta, lambda_eps: score weights (0.1, 0.4, 0.5).
+        lambda_r: score weight of the return (0.1).
+        lambda_delta: score weight of the critic error (0.4).
+        lambda_eps: score weight of the reconstruction error (0.5).
         uniform_fraction: probability mass spread uniformly (0.1).
         alpha: exponent of the score (1.0).
         error_rate: EMA rate of ε and δ per trajectory (0.1; the first measurement initialises it).
         importance_beta: exponent of the importance weights, ``None`` to write none.
-        reward_key, is_first_key: stored keys read for R and trajectory starts. traj_key: optional
-            trajectory-id key used instead of ``is_first``.
+        reward_key: stored key summed into R.
+        is_first_key: stored key that marks trajectory starts.
+        traj_key: optional trajectory-id key used instead of ``is_first``.
 
     Examples:
         >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer

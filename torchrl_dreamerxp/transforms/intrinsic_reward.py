@@ -39,7 +39,12 @@ class IntrinsicRewardTransform(Transform):
         ensemble: a :class:`~torchrl_dreamerxp.modules.RewardEnsemble`.
         scheduler: any λ scheduler of :mod:`torchrl_dreamerxp.schedulers`.
         window: steps averaged into each intrinsic reward (≥ 1).
-        reward_key, deter_key, stoch_key, action_key: keys read; extrinsic_key, intrinsic_key: keys written.
+        reward_key: the reward read and rewritten.
+        deter_key: deterministic state read.
+        stoch_key: stochastic state read.
+        action_key: action read.
+        extrinsic_key: where the extrinsic part is written.
+        intrinsic_key: where the intrinsic part is written.
 
     Examples:
         >>> from tensordict import TensorDict
