@@ -126,9 +126,10 @@ def run(cfg: DictConfig) -> Path:
     bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not cfg.progress, unit="step",
                dynamic_ncols=True)
     steps_now = counters["env_steps"]
-    next_eval = max(cfg.eval.every, -(-steps_now // cfg.eval.every) * cfg.eval.every)
+    # a resumed run evaluates and logs at the env steps the uninterrupted run would have (saved with the round)
+    next_eval = counters.pop("next_eval", cfg.eval.every)
+    next_log = counters.pop("next_log", steps_now + cfg.logger.every)
     next_ckpt = (steps_now // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-    next_log = steps_now if resumed_round is not None else steps_now + cfg.logger.every
     last_return, train_metrics, t0, steps0, updates0 = float("nan"), {}, time.time(), steps_now, counters["updates"]
     nonfinite_in_a_row = 0
     for batch in itertools.chain([None] if resumed_round is not None else [], collected()):
@@ -146,7 +147,8 @@ def run(cfg: DictConfig) -> Path:
             if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
                 counters["wall_time_s"] = wall_before + time.time() - started
                 save_checkpoint(ckpt_dir, learner, replay,
-                                {**counters, "ratio": ratio.state_dict(), "round": {"returns": finished}},
+                                {**counters, "ratio": ratio.state_dict(), "round": {"returns": finished},
+                                 "next_eval": next_eval, "next_log": next_log},
                                 keep=cfg.checkpoint_keep)
                 next_ckpt = (counters["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         for ep_return in finished:

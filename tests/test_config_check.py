@@ -61,6 +61,8 @@ BAD = [
      "xp.scheduler.return_average", "[0, 1]"),
     (["xp=prioritized", "xp.replay.uniform_fraction=2"], "xp.replay.uniform_fraction", "[0, 1]"),
     (["xp=prioritized", "xp.replay.alpha=0"], "xp.replay.alpha", "> 0"),
+    (["prefill=10"], "prefill", "batch_length + replay_context"),
+    (["xp=intrinsic", "xp.name=full"], "xp.name", "does not match"),
 ]
 
 

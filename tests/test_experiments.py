@@ -59,11 +59,14 @@ def test_store_has_a_row_per_run(smoke):
     assert info["description"] == exp.description and info["notes"][0]["note"] == "ci smoke"
 
 
-def test_interrupted_run_was_resumed(smoke):
-    interrupted = smoke[4]
+def test_interrupted_run_was_resumed_and_new_runs_started_fresh(smoke):
+    exp, runs_dir, _, _, interrupted = smoke
     log = (interrupted.run_dir / "stdout.log").read_text()
     assert "resume=true" in log and "resumed from" in log
     assert json.loads((interrupted.run_dir / "done").read_text())["env_steps"] == 160
+    fresh = next(r for r in exp.runs([0], runs_dir) if r.method == "prioritized")
+    log = (fresh.run_dir / "stdout.log").read_text()
+    assert "resume=false" in log and "resumed from" not in log
 
 
 def test_report_tables_match_the_store_and_plots_are_pngs(smoke, tmp_path):

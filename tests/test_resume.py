@@ -125,3 +125,28 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     steps = [json.loads(line)["env_step"] for line in open(run_dir / "metrics.jsonl")]
     assert steps == sorted(steps)
     assert not list((run_dir / "checkpoints").glob(".tmp_*"))
+
+
+def test_resume_keeps_every_evaluation_when_intervals_do_not_align_with_rounds(tmp_path):
+    # rounds of 16 env steps, evaluations and checkpoints every 40: the uninterrupted run evaluates at
+    # 48, 80, 128, 160; a resume from the step-48 checkpoint must evaluate at 48 again, not jump to 80
+    common = ["frames_per_batch=16", "steps=160", "eval.every=40", "checkpoint_every=40", "logger.every=40",
+              "checkpoint_keep=10"]
+    uninterrupted = tmp_path / "a"
+    train_recipe.run(config(uninterrupted, *common))
+    crashed = tmp_path / "b"
+    shutil.copytree(uninterrupted, crashed)
+    for later in ("step_000000080", "step_000000128", "step_000000160"):
+        shutil.rmtree(crashed / "checkpoints" / later, ignore_errors=True)
+    assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == ["step_000000048"]
+    (crashed / "done").unlink()
+    train_recipe.run(config(crashed, *common, "resume=true"))
+
+    def eval_steps(run_dir):
+        return [line.split(",")[0] for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]
+
+    def logged_steps(run_dir):
+        return [json.loads(line)["env_step"] for line in open(run_dir / "metrics.jsonl") if "perf/" in line]
+
+    assert eval_steps(uninterrupted) == eval_steps(crashed) == ["48", "80", "128", "160"]
+    assert logged_steps(uninterrupted) == logged_steps(crashed)

@@ -27,8 +27,8 @@ def _row(run: RunSpec, exp: Experiment, note: str, status: str, error: str = "")
 
 def _train(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
     """One training run in its own process; returns its exit code and the tail of its error output."""
+    command = run.command(threads, logger_mode)  # resume=true only for a run directory an earlier try left
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    command = run.command(threads, logger_mode)  # decides resume= before anything is written
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     with open(run.run_dir / "stdout.log", "a") as out, open(run.run_dir / "stderr.log", "a") as err:
         out.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
@@ -61,11 +61,11 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     store = ResultsStore(results_dir, exp.name)
     store.describe({"name": exp.name, "description": exp.description, "methods": exp.methods, "envs": exp.envs,
                     "overrides": exp.overrides, "seeds": seeds}, note)
-    stored = {r["run_id"] for r in store.rows()}
+    stored = {r["run_id"]: r.get("status") for r in store.rows()}
     todo = []
     for run in runs:
         if (run.run_dir / "done").exists():
-            if run.run_id not in stored:
+            if stored.get(run.run_id) != "done":  # missing, or failed before and finished since
                 store.record(run.run_id, _row(run, exp, note, "done"))
         else:
             todo.append(run)

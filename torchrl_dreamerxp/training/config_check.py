@@ -163,6 +163,15 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
         if slice_len > cfg.replay_size:
             problems.append(f"replay_size={cfg.replay_size}: must hold one slice of batch_length + replay_context "
                             f"= {slice_len} steps")
+    if ok("prefill", "batch_length", "replay_context") and cfg.prefill < cfg.batch_length + cfg.replay_context:
+        problems.append(f"prefill={cfg.prefill}: must be at least one slice, batch_length + replay_context = "
+                        f"{cfg.batch_length + cfg.replay_context} env steps, before the first update")
+    if ok("xp.name") and cfg.get("xp") is not None:
+        flags = {"none": (False, False), "prioritized": (True, False), "intrinsic": (False, True), "full": (True, True)}
+        have = (bool(cfg.xp.get("prioritized", False)), bool(cfg.xp.get("intrinsic", False)))
+        if flags[cfg.xp.name] != have:
+            problems.append(f"xp.name={cfg.xp.name!r}: does not match xp.prioritized={have[0]}, xp.intrinsic={have[1]} "
+                            f"(choose the method with xp=<none|prioritized|intrinsic|full>)")
     if ok("model.deter", "model.blocks") and cfg.model.deter % cfg.model.blocks:
         problems.append(f"model.deter={cfg.model.deter}: must be divisible by model.blocks={cfg.model.blocks}")
     if cfg.get("xp") is not None and cfg.xp.get("intrinsic", False) and ok("xp.scheduler.name"):
