@@ -160,3 +160,24 @@ def test_wandb_runs_are_grouped_by_experiment_and_method(tmp_path, monkeypatch):
     assert seen["group"] == "grouped" and seen["job_type"] == "prioritized"
     assert {"gym_CartPole-v1", "seed4", "xp=prioritized"} <= set(seen["tags"])
     assert OmegaConf.to_container(cfg.logger)["mode"] == "offline"
+
+
+def test_self_normalized_scores_and_aggregates_hand_computed():
+    from torchrl_dreamerxp.experiments.report import aggregate_table, self_normalized
+
+    rows = [  # env A: random 0, best 10; env B (negative returns): random -1000, best -200
+        {"run_id": "a1", "method": "m", "env": "A", "seed": 0, "final_return": 10.0, "random_return": 0.0},
+        {"run_id": "a2", "method": "m", "env": "A", "seed": 1, "final_return": 5.0, "random_return": 0.0},
+        {"run_id": "b1", "method": "m", "env": "B", "seed": 0, "final_return": -200.0, "random_return": -1000.0},
+        {"run_id": "b2", "method": "m", "env": "B", "seed": 1, "final_return": -600.0, "random_return": -1000.0},
+    ]
+    scores = self_normalized(rows)
+    assert scores == {"a1": 1.0, "a2": 0.5, "b1": 1.0, "b2": 0.5}
+    table = {r["stat"]: r for r in aggregate_table(rows, scores, stats=("mean", "median"), reps=100)}
+    assert table["mean"]["value"] == pytest.approx(0.75) and table["median"]["value"] == pytest.approx(0.75)
+    assert table["mean"]["runs"] == 2 and table["mean"]["envs"] == 2
+    # a fixed reference keeps the scale of the finals (curves of the aggregate plot)
+    early = [{**r, "final_return": r["final_return"] / 2} for r in rows]
+    assert self_normalized(early, reference={"A": (0.0, 10.0), "B": (-1000.0, -200.0)})["a1"] == 0.5
+    with pytest.warns(UserWarning, match="1 run\\(s\\) left out"):
+        aggregate_table(rows[:3], self_normalized(rows[:3]), reps=50)

@@ -189,19 +189,41 @@ def test_exponential_decay_hand_computed_curve_and_bounds():
     assert s.value == pytest.approx(0.8)
 
 
-def test_return_moving_average_rises_when_improving_and_falls_when_stalling():
-    s = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, step_size=0.1)
+def test_return_moving_average_hand_computed_and_bounded():
+    s = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, slow_rate=0.25, step_size=0.1,
+                                  tolerance=0.5)
     assert s.step([]) == 0.5  # nothing finished: no change
-    assert s.step([0.0]) == 0.5  # the first return only sets the average
-    assert s.step([10.0]) == pytest.approx(0.6)  # average 0 -> 5: improving
-    assert s.step([20.0]) == pytest.approx(0.6)  # 5 -> 12.5: improving, held at lam_max
-    assert s.step([12.5]) == pytest.approx(0.5)  # 12.5 -> 12.5: stalled
-    assert s.step([0.0, 0.0]) == pytest.approx(0.3)  # falling twice, held at lam_min
+    assert s.step([0.0]) == 0.5  # the first return only initialises the averages
+    # fast 4, slow 2, spread 0.25·|8 − 2| = 1.5: 4 − 2 > 0.5·1.5 -> up
+    assert s.step([8.0]) == pytest.approx(0.6)
+    assert (s.fast, s.slow, s.dev) == (4.0, 2.0, 1.5)
+    assert s.step([8.0]) == pytest.approx(0.6)  # fast 6, slow 3.5, spread 2.25: improving, held at lam_max
+    assert s.step([4.0]) == pytest.approx(0.6)  # fast 5, slow 3.625, spread 1.78125: 1.375 > 0.89 improving
+    assert s.step([0.0]) == pytest.approx(0.5)  # fast 2.5, slow 2.71875: falling -> down
+    assert (s.fast, s.slow, s.dev) == (2.5, 2.71875, 2.015625)
+    assert s.step([0.0, 0.0, 0.0]) == pytest.approx(0.3)  # down twice more, held at lam_min
     assert s.step([float("nan")]) == pytest.approx(0.3)  # a non-finite return is ignored
-    state = s.state_dict()
-    t = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, step_size=0.1)
-    t.load_state_dict(state)
-    assert (t.value, t.average, t.updates) == (s.value, s.average, s.updates)
+    t = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, slow_rate=0.25)
+    t.load_state_dict(s.state_dict())
+    assert (t.value, t.fast, t.slow, t.dev, t.updates) == (s.value, s.fast, s.slow, s.dev, s.updates)
+
+
+@pytest.mark.parametrize("skew", ["symmetric", "right", "left"])
+def test_return_moving_average_lowers_lambda_on_a_noisy_plateau(skew):
+    """A flat but noisy stream of returns is a stall whatever the shape of its noise: λ goes to explore."""
+    gen = torch.Generator().manual_seed(0)
+    noise = {"symmetric": torch.randn(2000, generator=gen), "right": torch.rand(2000, generator=gen) ** 4,
+             "left": -torch.rand(2000, generator=gen) ** 4}[skew]
+    s = ReturnMovingAverageWeight(lam_init=0.5)
+    lams = [s.step([100.0 + 10.0 * float(x)]) for x in noise]
+    assert sum(lams[-500:]) / 500 < 0.1
+
+
+def test_return_moving_average_raises_lambda_while_returns_improve():
+    gen = torch.Generator().manual_seed(0)
+    s = ReturnMovingAverageWeight(lam_init=0.0)
+    lams = [s.step([float(i) + 5.0 * float(torch.randn(1, generator=gen))]) for i in range(600)]
+    assert lams[-1] == 1.0 and sum(lams[-300:]) / 300 > 0.9
 
 
 def test_scheduler_state_round_trip_and_constant():
@@ -219,8 +241,98 @@ def test_scheduler_state_round_trip_and_constant():
     ("constant", {"lam": 1.5}), ("constant", {"lam": -0.1}), ("exponential", {"lam_start": 2.0}),
     ("exponential", {"lam_end": -1.0}), ("exponential", {"decay_steps": 0}), ("return_average", {"lam_min": -0.5}),
     ("return_average", {"lam_max": 1.2}), ("return_average", {"lam_min": 0.8, "lam_max": 0.2}),
-    ("return_average", {"rate": 0.0}), ("nope", {}),
+    ("return_average", {"rate": 0.0}), ("return_average", {"rate": 0.01, "slow_rate": 0.1}), ("nope", {}),
 ])
 def test_schedulers_reject_bad_settings(name, kwargs):
     with pytest.raises(ValueError):
         make_scheduler(name, **kwargs)
+
+
+# -- alignment of the time indices ------------------------------------------------------------------------
+class Recording:
+    """A stand-in ensemble that records what it is given."""
+
+    def __init__(self, out_shape):
+        self.out_shape, self.calls = out_shape, []
+
+    def reward_predictions(self, deter, stoch, action, next_deter):
+        self.calls.append((deter, stoch, action, next_deter))
+        return torch.zeros(self.out_shape)
+
+
+def test_transform_feeds_state_t_action_t_and_next_deter():
+    td = imagined(n=2, horizon=3)
+    td["deter"] = torch.arange(4.0).expand(2, 4).unsqueeze(-1).expand(2, 4, DETER).clone()
+    td["action"] = torch.arange(4.0).expand(2, 4).unsqueeze(-1).expand(2, 4, ACTION).clone()
+    stub = Recording((2, 2, 3))
+    IntrinsicRewardTransform(stub, ConstantWeight(0.5), window=1)(td)
+    deter, _, action, next_deter = stub.calls[0]
+    assert deter[0, :, 0].tolist() == [0, 1, 2] and action[0, :, 0].tolist() == [0, 1, 2]  # state t, action at t
+    assert next_deter[0, :, 0].tolist() == [1, 2, 3]  # the state it leads to
+
+
+def test_ensemble_loss_pairs_state_t_with_the_action_stored_at_t_plus_1():
+    seen = {}
+
+    class RecordingEnsemble(torch.nn.Module):
+        def loss(self, deter, stoch, action, next_stoch, next_reward):
+            seen.update(deter=deter, action=action, next_stoch=next_stoch, next_reward=next_reward)
+            return torch.zeros(deter.shape[:2])
+
+    t = torch.arange(4.0)
+    td = TensorDict({"deter": t.view(1, 4, 1).expand(1, 4, DETER), "stoch": t.view(1, 4, 1, 1).expand(1, 4, STOCH, CLASSES),
+                     "action": t.view(1, 4, 1).expand(1, 4, ACTION), "reward": t.view(1, 4),
+                     "is_first": torch.zeros(1, 4, dtype=torch.bool)}, [1, 4])
+    RewardEnsembleLoss(RecordingEnsemble())(td)
+    assert seen["deter"][0, :, 0].tolist() == [0, 1, 2]  # (h_t, z_t, a_{t+1}) -> (z_{t+1}, r_{t+1})
+    assert seen["action"][0, :, 0].tolist() == [1, 2, 3]
+    assert seen["next_stoch"][0, :, 0, 0].tolist() == [1, 2, 3] and seen["next_reward"][0].tolist() == [1, 2, 3]
+
+
+def learner_with_intrinsic(lam):
+    from torchrl_dreamerxp.modules import Actor
+    from torchrl_dreamerxp.training import Learner
+
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, mode="reward")
+    transform = IntrinsicRewardTransform(ens, ConstantWeight(lam), window=2)
+    learner = Learner(wm, Actor(wm.rssm.feature_dim(), ACTION, True, units=8, layers=1),
+                      TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, warmup=0, reward_transform=transform,
+                      ensemble=ens)
+    return learner, ens
+
+
+def replay_batch(B=2, T=6):
+    return TensorDict({
+        "observation": torch.randn(B, T, 3), "action": torch.eye(ACTION)[torch.randint(ACTION, (B, T))],
+        "reward": torch.randn(B, T), "is_first": torch.zeros(B, T, dtype=torch.bool),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool), "is_last": torch.zeros(B, T, dtype=torch.bool),
+        "deter": torch.zeros(B, T, DETER), "stoch": torch.zeros(B, T, STOCH, CLASSES)}, [B, T])
+
+
+def test_replay_value_loss_learns_the_mixed_reward():
+    from torchrl_dreamerxp.functional import intrinsic_reward
+
+    batch = replay_batch()
+    data = batch[:, 1:]
+    deter, stoch = torch.randn(2, 5, DETER), torch.randn(2, 5, STOCH, CLASSES)
+    extrinsic_only, _ = learner_with_intrinsic(1.0)
+    torch.testing.assert_close(extrinsic_only.replay_rewards(data, deter, stoch), data["reward"])
+    intrinsic_only, ens = learner_with_intrinsic(0.0)
+    mixed = intrinsic_only.replay_rewards(data, deter, stoch)
+    preds = ens.reward_predictions(deter[:, :-1], stoch[:, :-1], data["action"][:, 1:], deter[:, 1:])
+    torch.testing.assert_close(mixed[:, 1:], intrinsic_reward(preds, 2))
+    torch.testing.assert_close(mixed[:, 0], data["reward"][:, 0])  # no prediction for the first step
+
+
+def test_a_non_finite_ensemble_gradient_is_skipped_and_counted():
+    learner, ens = learner_with_intrinsic(0.5)
+    before = {k: v.clone() for k, v in ens.state_dict().items()}
+    handle = next(ens.parameters()).register_hook(lambda g: g * float("nan"))
+    out = learner.update(replay_batch())
+    handle.remove()
+    assert out["ensemble_skipped"] == 1.0 and out["skipped"] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in ens.state_dict().items())
+    assert learner.update(replay_batch())["ensemble_skipped"] == 1.0  # and the next step trains again
+    assert any(not torch.equal(before[k], v) for k, v in ens.state_dict().items())

@@ -1,4 +1,5 @@
 """Reliability: divergence is skipped and stops a run cleanly, checkpoints are verified, logging cannot kill a run."""
+import copy
 import errno
 import importlib.util
 import json
@@ -45,14 +46,18 @@ def snapshot(learner):
 def test_nan_loss_skips_the_update_and_changes_nothing():
     learner = tiny_learner()
     learner.update(replay_batch())  # one good update: optimizer state and the return EMA exist
-    before, opt_before = snapshot(learner), learner.optimizer.state_dict()
+    before = snapshot(learner)
+    opt_before = copy.deepcopy(learner.optimizer.state_dict())  # state_dict holds live tensors: copy them
     bad = replay_batch()
     bad["observation"][0, 3] = float("nan")
     out = learner.update(bad)
     assert out["skipped"] == 1.0 and learner.last_diagnostics == {}
     after = learner.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # parameters, slow critic, return EMA
-    assert learner.optimizer.state_dict()["state"].keys() == opt_before["state"].keys()
+    opt_after = learner.optimizer.state_dict()
+    for key, state in opt_before["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_after["state"][key][name])), name
     assert learner.update(replay_batch())["skipped"] == 0.0  # and training goes on
 
 

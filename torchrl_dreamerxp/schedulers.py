@@ -97,37 +97,51 @@ class ExponentialDecayWeight(RewardWeightScheduler):
 
 
 class ReturnMovingAverageWeight(RewardWeightScheduler):
-    """λ follows the progress of an exponential moving average of finished episode returns.
+    """λ rises while finished episode returns improve and falls when they stall or drop.
 
-    For each finished episode return ``R``: ``m ← m + rate·(R − m)`` (the first return sets ``m``).
-    When ``m`` rose by more than ``tolerance`` the agent is improving on the task: ``λ ← λ + step_size``
-    (more extrinsic); otherwise returns stalled or fell: ``λ ← λ − step_size`` (more exploration).
-    λ stays in ``[lam_min, lam_max]``.
+    For each finished episode return ``R`` (the first one only initialises the averages)::
+
+        fast ← fast + rate·(R − fast)                 recent returns
+        slow ← slow + slow_rate·(R − slow)            the longer-run level
+        dev  ← dev + slow_rate·(|R − slow| − dev)     the return's typical spread
+        λ ← λ + step_size   if fast − slow > tolerance·dev   (improving: favour the task)
+        λ ← λ − step_size   otherwise                        (stalled or falling: explore)
+
+    kept in ``[lam_min, lam_max]``. Measuring the trend against the spread makes "improving" mean more than
+    noise: on a flat but noisy plateau ``fast − slow`` rarely clears ``tolerance·dev``, so λ drifts down
+    (a plain comparison of the average with its previous value would random-walk there).
 
     Args:
-        lam_init: starting λ. lam_min, lam_max: bounds in [0, 1]. rate: EMA rate of the returns.
-        step_size: change of λ per finished episode. tolerance: the least EMA rise that counts as improving.
+        lam_init: starting λ.
+        lam_min: lower bound of λ in [0, 1].
+        lam_max: upper bound of λ in [0, 1].
+        rate: EMA rate of the recent returns.
+        slow_rate: EMA rate of the long-run level and spread (smaller than ``rate``).
+        step_size: change of λ per finished episode.
+        tolerance: how many spreads the recent average must lead the long-run one to count as improving.
 
     Examples:
-        >>> s = ReturnMovingAverageWeight(lam_init=0.5, rate=0.5, step_size=0.1)
-        >>> s.step([10.0])  # first return: sets the average, no change
+        >>> s = ReturnMovingAverageWeight(lam_init=0.5, rate=0.5, slow_rate=0.25, step_size=0.1, tolerance=0.5)
+        >>> s.step([0.0])  # the first return initialises the averages
         0.5
-        >>> s.step([20.0])  # average 10 -> 15: improving
+        >>> s.step([8.0])  # fast 4, slow 2, spread 1.5: 4 − 2 > 0.75, improving
         0.6
-        >>> s.step([15.0])  # average 15 -> 15: stalled
-        0.5
     """
 
     def __init__(self, lam_init: float = 0.5, lam_min: float = 0.0, lam_max: float = 1.0, rate: float = 0.1,
-                 step_size: float = 0.02, tolerance: float = 0.0):
+                 slow_rate: float = 0.01, step_size: float = 0.02, tolerance: float = 0.3):
         lam_min, lam_max = _check_unit("lam_min", lam_min), _check_unit("lam_max", lam_max)
         if lam_min > lam_max:
             raise ValueError(f"lam_min ({lam_min}) must not exceed lam_max ({lam_max})")
         lam_init = _check_unit("lam_init", lam_init)
-        if not 0.0 < rate <= 1.0 or step_size < 0 or tolerance < 0:
-            raise ValueError(f"need 0 < rate <= 1, step_size >= 0, tolerance >= 0; got {rate}, {step_size}, {tolerance}")
-        self.lam_min, self.lam_max, self.rate, self.step_size, self.tolerance = lam_min, lam_max, rate, step_size, tolerance
-        self.average: float | None = None
+        if not 0.0 < slow_rate <= rate <= 1.0 or step_size < 0 or tolerance < 0:
+            raise ValueError(f"need 0 < slow_rate <= rate <= 1, step_size >= 0, tolerance >= 0; got rate={rate}, "
+                             f"slow_rate={slow_rate}, step_size={step_size}, tolerance={tolerance}")
+        self.lam_min, self.lam_max, self.rate, self.slow_rate = lam_min, lam_max, rate, slow_rate
+        self.step_size, self.tolerance = step_size, tolerance
+        self.fast: float | None = None
+        self.slow: float | None = None
+        self.dev = 0.0
         super().__init__(min(max(lam_init, lam_min), lam_max))
 
     def step(self, episode_returns: Iterable[float] = ()) -> float:
@@ -136,20 +150,23 @@ class ReturnMovingAverageWeight(RewardWeightScheduler):
             ret = float(ret)
             if not math.isfinite(ret):
                 continue
-            if self.average is None:
-                self.average = ret
+            if self.fast is None:
+                self.fast = self.slow = ret
                 continue
-            previous, self.average = self.average, self.average + self.rate * (ret - self.average)
-            delta = self.step_size if self.average - previous > self.tolerance else -self.step_size
+            self.fast += self.rate * (ret - self.fast)
+            self.slow += self.slow_rate * (ret - self.slow)
+            self.dev += self.slow_rate * (abs(ret - self.slow) - self.dev)
+            improving = self.fast - self.slow > self.tolerance * self.dev
+            delta = self.step_size if improving else -self.step_size
             self._value = min(max(self._value + delta, self.lam_min), self.lam_max)
         return self._value
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "average": self.average}
+        return {**super().state_dict(), "fast": self.fast, "slow": self.slow, "dev": self.dev}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.average = state["average"]
+        self.fast, self.slow, self.dev = state["fast"], state["slow"], float(state["dev"])
 
 
 _SCHEDULERS = {"constant": ConstantWeight, "exponential": ExponentialDecayWeight,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from .atari_scores import human_normalized
 from .store import ResultsStore, read_run
 
-__all__ = ["load_rows", "finals_table", "self_normalized", "aggregate_table", "write_report"]
+__all__ = ["load_rows", "finals_table", "env_reference", "self_normalized", "aggregate_table", "write_report"]
 
 STATS = {"mean": "aggregate_mean", "median": "aggregate_median", "iqm": "aggregate_iqm"}
 
@@ -75,8 +76,8 @@ def finals_table(rows: list[dict]) -> list[dict]:
     return out
 
 
-def self_normalized(rows: list[dict], key: str = "final_return") -> dict[str, float]:
-    """run_id -> ``(R − R_random) / (R_best − R_random)`` of ``key`` (see the module docstring)."""
+def env_reference(rows: list[dict], key: str = "final_return") -> dict[str, tuple[float, float]]:
+    """env -> ``(R_random, R_best)`` of the self-normalized score (see the module docstring)."""
     by_env: dict[str, list[dict]] = {}
     for r in rows:
         if _finite(r.get(key)):
@@ -88,7 +89,26 @@ def self_normalized(rows: list[dict], key: str = "final_return") -> dict[str, fl
         base = float(np.mean(randoms)) if randoms else 0.0
         if best <= base:  # nothing beats the random policy: scale between the worst and the best run
             base = min(float(r[key]) for r in env_rows)
-        for r in env_rows:
+        out[env] = (base, best)
+    return out
+
+
+def self_normalized(rows: list[dict], key: str = "final_return",
+                    reference: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
+    """run_id -> ``(R − R_random) / (R_best − R_random)`` of ``key``; ``reference`` (default: from these
+    rows' ``key``) fixes ``R_random`` and ``R_best`` per env, so curves share the scale of the final scores.
+
+    Examples:
+        >>> rows = [{"run_id": "a", "env": "e", "final_return": 10.0, "random_return": 0.0},
+        ...         {"run_id": "b", "env": "e", "final_return": 5.0, "random_return": 0.0}]
+        >>> self_normalized(rows)
+        {'a': 1.0, 'b': 0.5}
+    """
+    reference = reference if reference is not None else env_reference(rows, key)
+    out = {}
+    for r in rows:
+        if _finite(r.get(key)) and r["env"] in reference:
+            base, best = reference[r["env"]]
             out[r["run_id"]] = (float(r[key]) - base) / (best - base) if best != base else math.nan
     return out
 
@@ -105,6 +125,10 @@ def _score_matrix(rows, scores: dict[str, float], methods, envs) -> dict[str, np
         n = min((len(c) for c in columns), default=0)
         if n:
             out[m] = np.array([c[:n] for c in columns]).T
+        left_out = sum(len(c) for c in columns) - n * len(columns)
+        if left_out or not n:  # rliable needs as many runs on every env
+            warnings.warn(f"aggregates of {m!r}: " + (f"{left_out} run(s) left out to keep {n} seed(s) on every env"
+                          if n else "left out, some env has no finished run"), stacklevel=2)
     return out
 
 
@@ -223,6 +247,7 @@ def _plot_aggregate(rows, stats, out: Path, points: int = 10) -> Path:
     from rliable import metrics
 
     fractions = np.linspace(1.0 / points, 1.0, points)
+    reference = env_reference(rows)  # the scale of the final scores, for every point of the curve
     budget = {env: max((s for r in rows if r["env"] == env for s, _ in r.get("curve", [])), default=0)
               for env in {r["env"] for r in rows}}
     per_fraction = []
@@ -243,7 +268,7 @@ def _plot_aggregate(rows, stats, out: Path, points: int = 10) -> Path:
         for i, m in enumerate(methods):
             ys = []
             for snapshot in per_fraction:
-                scores = self_normalized(snapshot, key="at")
+                scores = self_normalized(snapshot, key="at", reference=reference)
                 matrix = _score_matrix(snapshot, scores, [m], envs)
                 ys.append(float(func(matrix[m])) if m in matrix else math.nan)
             ax.plot(fractions, ys, color=f"C{i}", marker="o", markersize=3, label=m)

@@ -62,6 +62,7 @@ class Learner(nn.Module):
         if ensemble is not None:
             self.ensemble_loss = RewardEnsembleLoss(ensemble)
             self.ensemble_optimizer = torch.optim.Adam(ensemble.parameters(), lr=ensemble_lr)
+        self.ensemble_skipped = 0
         self.last_diagnostics: dict[str, torch.Tensor] = {}
 
     def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -74,6 +75,8 @@ class Learner(nn.Module):
         actor = self.actor_loss(imagined)
         c = self.world_model_loss.context
         replay = batch[:, c:].select("reward", "is_terminal", "is_last")
+        if self.reward_transform is not None:  # XP: the replay value loss learns the same mixed reward
+            replay.set("reward", self.replay_rewards(batch[:, c:], wm["deter"], wm["stoch"]))
         replay.set("feature", self.world_model.rssm.features(wm["deter"], wm["stoch"]))
         replay.set("bootstrap", imagined["lambda_return"][:, 0].reshape(replay.shape))
         critic = self.critic_loss(TensorDict({"imagined": imagined, "replay": replay}, []))
@@ -96,6 +99,19 @@ class Learner(nn.Module):
             "stoch": wm["stoch"].detach(),
         }
         return terms, metrics
+
+    @torch.no_grad()
+    def replay_rewards(self, data: TensorDictBase, deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
+        """The replayed rewards ``[B, T]`` with the intrinsic reward mixed in, as imagination mixes them.
+
+        Step ``t`` stores the action that led to it; the transform wants the action taken at ``t``, which
+        is the one stored at ``t + 1`` (the last step has none: its arrival reward is never used).
+        """
+        stored = data.get("action")
+        taken = torch.cat([stored[:, 1:], torch.zeros_like(stored[:, :1])], 1)
+        td = TensorDict({"deter": deter.detach(), "stoch": stoch.detach(), "action": taken,
+                         "reward": data.get("reward").reshape(data.shape).float()}, data.shape)
+        return self.reward_transform(td).get("reward")
 
     def update(self, batch: TensorDictBase) -> dict[str, float]:
         """One optimizer step on ``batch``; returns every loss and diagnostic as floats.
@@ -125,6 +141,7 @@ class Learner(nn.Module):
         out["skipped"] = 0.0
         if self.ensemble is not None:
             out["loss_ensemble"] = self.update_ensemble(batch)
+            out["ensemble_skipped"] = float(self.ensemble_skipped)
         return out
 
     def update_ensemble(self, batch: TensorDictBase) -> float:
@@ -135,9 +152,16 @@ class Learner(nn.Module):
         transitions.set("stoch", self.last_diagnostics["stoch"])
         loss = self.ensemble_loss(transitions)["loss_ensemble"]
         self.ensemble_optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):  # a diverging ensemble step is skipped like the main one
+        finite = bool(torch.isfinite(loss))
+        if finite:
             loss.backward()
+            grads = [p.grad for p in self.ensemble.parameters() if p.grad is not None]
+            finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        if finite:
             self.ensemble_optimizer.step()
+        else:  # a diverging ensemble step is skipped and counted, like the main one
+            self.ensemble_optimizer.zero_grad(set_to_none=True)
+            self.ensemble_skipped += 1
         return float(loss.detach())
 
     def training_state_dict(self) -> dict:
