@@ -92,11 +92,16 @@ def main(argv=None) -> int:
     after_warmup = statistics.median(s["rss_mb"] for s in samples[w0: w0 + w])
     at_end = statistics.median(s["rss_mb"] for s in samples[-w:])
     growth = (at_end - after_warmup) / after_warmup
+    tail = samples[w0:]
+    import numpy as np  # the trend after warm-up: does it keep growing?
+
+    slope = float(np.polyfit([s["t_s"] / 60 for s in tail], [s["rss_mb"] for s in tail], 1)[0]) if len(tail) > 1 else 0.0
     result = {
         "benchmark": "soak",
         "what": "resident memory of a CartPole training run over time (replay full after warm-up)",
         "minutes": args.minutes, "samples": samples, "replay_size": args.replay_size,
         "rss_after_warmup_mb": after_warmup, "rss_at_end_mb": at_end, "growth_after_warmup": growth,
+        "slope_mb_per_min_after_warmup": slope,
         "bar": 0.05, "bar_met": growth < 0.05,
         "env_steps_at_end": next((s["env_step"] for s in reversed(samples) if s["env_step"] is not None), None),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
