@@ -53,6 +53,8 @@ sys.path.insert(0, str(ROOT))
 OBS_DIM, ACTION_DIM = 24, 6          # DMC walker: 24 proprio features, 6 continuous actions
 PIXEL_SHAPE, PIXEL_ACTIONS = (3, 64, 64), 6
 
+LAST_LEARNER = None  # the learner build_ours made last (benchmarks/profile_update.py reads it)
+
 # name -> (impl, preset, observation kind)
 WORKLOADS = {
     "ours-size12m-vector": ("ours", "size12m", "vector"),
@@ -119,7 +121,8 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
         xp = OmegaConf.load(ROOT / "configs" / "xp" / "intrinsic.yaml")
         train.xp = xp
         ensemble, transform = build_intrinsic(train.xp, world_model, shapes)
-    learner = Learner(  # as recipes/train.py
+    global LAST_LEARNER
+    learner = LAST_LEARNER = Learner(  # as recipes/train.py
         world_model, actor, critic, horizon=horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
         slow_critic_rate=a.slow_critic_rate, reward_transform=transform, ensemble=ensemble,
         ensemble_lr=train.xp.ensemble.lr if intrinsic else 1e-4,

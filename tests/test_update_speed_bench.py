@@ -1,9 +1,11 @@
-"""Smoke test of ``benchmarks/update_speed.py --quick``: both implementations run and are timed."""
+"""Smoke tests of ``benchmarks/update_speed.py --quick`` and ``benchmarks/profile_update.py``."""
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,3 +31,16 @@ def test_update_speed_quick(tmp_path):
     assert ratio["torchrl_over_ours_median"] > 0
     assert ratio["params_torchrl"] == ratio["params_ours"]  # sizes matched exactly on the vector row
     assert result["machine"]["torch"] and result["command"]
+
+
+def test_profile_update_smoke(tmp_path):
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_update.py"), "--preset", "tiny", "--batch",
+                           "2", "--seq", "8", "--horizon", "3", "--iters", "1", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    phases = result["phases"]
+    assert {"world model loss", "imagination", "actor loss", "critic loss", "optimizer step"} <= set(phases)
+    assert sum(p["sec"] for p in phases.values()) == pytest.approx(result["sec_per_update_median"], rel=1e-6)
+    assert result["top_ops"] and all(o["calls"] > 0 for o in result["top_ops"])
