@@ -22,7 +22,13 @@ def _check_unit(name: str, value: float) -> float:
 
 
 class RewardWeightScheduler:
-    """Base class: holds ``value`` and the number of ``step`` calls (``updates``)."""
+    """Base class: holds ``value`` and the number of ``step`` calls (``updates``).
+
+    Examples:
+        >>> s = RewardWeightScheduler(0.3)
+        >>> s.step(), s.updates, s.state_dict()
+        (0.3, 1, {'value': 0.3, 'updates': 1})
+    """
 
     def __init__(self, value: float):
         self._value = value

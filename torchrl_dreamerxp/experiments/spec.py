@@ -20,7 +20,13 @@ def env_slug(env: str) -> str:
 
 @dataclass
 class RunSpec:
-    """One training run of an experiment."""
+    """One training run of an experiment.
+
+    Examples:
+        >>> run = RunSpec("classic", "intrinsic", "gym/Pendulum-v1", 2, Path("/tmp/r"), ["steps=100"])
+        >>> run.run_id, run.command(threads=1)[2:5]
+        ('intrinsic__gym_Pendulum-v1__seed2', ['steps=100', 'env=gym/Pendulum-v1', 'xp=intrinsic'])
+    """
 
     experiment: str
     method: str

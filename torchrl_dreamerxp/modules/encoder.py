@@ -11,7 +11,12 @@ __all__ = ["Encoder", "ChannelRMSNorm"]
 
 
 class ChannelRMSNorm(nn.Module):
-    """RMSNorm over the channels of an image ``[N, C, H, W]`` (the official conv norm)."""
+    """RMSNorm over the channels of an image ``[N, C, H, W]`` (the official conv norm).
+
+    Examples:
+        >>> ChannelRMSNorm(3)(torch.full((1, 3, 2, 2), 2.0)).detach().flatten()[:3]
+        tensor([1.0000, 1.0000, 1.0000])
+    """
 
     def __init__(self, channels: int):
         super().__init__()

@@ -26,7 +26,12 @@ def unimix_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 def sample_one_hot(probs: torch.Tensor) -> torch.Tensor:
     """One-hot samples of categoricals ``[..., classes]`` by inverse CDF (much faster than
-    ``torch.multinomial`` for many small distributions on CPU)."""
+    ``torch.multinomial`` for many small distributions on CPU).
+
+    Examples:
+        >>> sample_one_hot(torch.tensor([[0.0, 1.0, 0.0]]))
+        tensor([[0., 1., 0.]])
+    """
     with torch.no_grad():
         u = torch.rand(*probs.shape[:-1], 1, dtype=probs.dtype, device=probs.device)
         index = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
@@ -34,12 +39,25 @@ def sample_one_hot(probs: torch.Tensor) -> torch.Tensor:
 
 
 def straight_through_sample(probs: torch.Tensor) -> torch.Tensor:
-    """One-hot sample of a categorical whose gradient is that of ``probs`` (straight-through)."""
+    """One-hot sample of a categorical whose gradient is that of ``probs`` (straight-through).
+
+    Examples:
+        >>> probs = torch.tensor([[0.0, 1.0]], requires_grad=True)
+        >>> sample = straight_through_sample(probs)
+        >>> sample.detach(), sample.requires_grad
+        (tensor([[0., 1.]]), True)
+    """
     return sample_one_hot(probs) + probs - probs.detach()
 
 
 def categorical_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """``KL(p‖q)`` of independent categoricals ``[..., stoch, classes]``, summed over stoch → ``[...]``."""
+    """``KL(p‖q)`` of independent categoricals ``[..., stoch, classes]``, summed over stoch → ``[...]``.
+
+    Examples:
+        >>> p = torch.tensor([[[0.5, 0.5]]])
+        >>> categorical_kl(p, p), categorical_kl(p, torch.tensor([[[0.25, 0.75]]])).round(decimals=4)
+        (tensor([0.]), tensor([0.1438]))
+    """
     return (p * (torch.log(p) - torch.log(q))).sum((-1, -2))
 
 

@@ -15,6 +15,13 @@ __all__ = ["EnvShapes", "env_shapes", "build_networks", "build_intrinsic"]
 
 @dataclass
 class EnvShapes:
+    """What the networks need of an env: vector size, pixel shape, action size, discrete or not.
+
+    Examples:
+        >>> EnvShapes(obs_dim=4, pixel_shape=None, action_dim=2, discrete=True).action_dim
+        2
+    """
+
     obs_dim: int | None
     pixel_shape: tuple[int, int, int] | None
     action_dim: int
@@ -22,7 +29,13 @@ class EnvShapes:
 
 
 def env_shapes(env: EnvBase) -> EnvShapes:
-    """What the networks need to know of an env made by ``make_env``."""
+    """What the networks need to know of an env made by ``make_env``.
+
+    Examples:
+        >>> from torchrl_dreamerxp.envs import make_env
+        >>> env_shapes(make_env("gym/CartPole-v1"))
+        EnvShapes(obs_dim=4, pixel_shape=None, action_dim=2, discrete=True)
+    """
     obs = env.observation_spec
     action_spec = env.action_spec
     return EnvShapes(
@@ -34,7 +47,15 @@ def env_shapes(env: EnvBase) -> EnvShapes:
 
 
 def build_networks(model_cfg, shapes: EnvShapes):
-    """World model, actor and critic of a preset (``configs/model/*.yaml``)."""
+    """World model, actor and critic of a preset (``configs/model/*.yaml``).
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> preset = OmegaConf.load("configs/model/tiny.yaml")
+        >>> wm, actor, critic = build_networks(preset, EnvShapes(4, None, 2, True))
+        >>> wm.rssm.deter, actor.discrete
+        (32, True)
+    """
     m = model_cfg
     world_model = WorldModel(
         action_dim=shapes.action_dim, obs_dim=shapes.obs_dim, pixel_shape=shapes.pixel_shape,
@@ -55,7 +76,17 @@ def _scheduler(xp_cfg):
 
 
 def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
-    """The reward ensemble and the transform that mixes its intrinsic reward into imagination."""
+    """The reward ensemble and the transform that mixes its intrinsic reward into imagination.
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> xp = OmegaConf.load("configs/xp/intrinsic.yaml")
+        >>> xp.ensemble.units = 8
+        >>> wm, _, _ = build_networks(OmegaConf.load("configs/model/tiny.yaml"), EnvShapes(4, None, 2, True))
+        >>> ensemble, transform = build_intrinsic(xp, wm, EnvShapes(4, None, 2, True))
+        >>> ensemble.members, transform.window, transform.lam
+        (5, 5, 0.5)
+    """
     e, rssm = xp_cfg.ensemble, world_model.rssm
     ensemble = RewardEnsemble(rssm.deter, rssm.stoch, rssm.classes, shapes.action_dim, members=e.members,
                               units=e.units, layers=e.layers, mode=e.mode, reward_head=world_model.reward)

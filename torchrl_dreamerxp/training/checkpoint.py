@@ -26,7 +26,14 @@ MANIFEST = "manifest.json"
 
 
 class CorruptCheckpoint(RuntimeError):
-    """A checkpoint whose files do not match its manifest."""
+    """A checkpoint whose files do not match its manifest.
+
+    Examples:
+        >>> verify_checkpoint("/nonexistent")
+        Traceback (most recent call last):
+        ...
+        torchrl_dreamerxp.training.checkpoint.CorruptCheckpoint: /nonexistent: no readable manifest.json ...
+    """
 
 
 def _digest(path: Path) -> str:
@@ -42,7 +49,31 @@ def _files(root: Path) -> list[Path]:
 
 
 def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, keep: int = 3) -> Path:
-    """Writes ``directory/step_<env_step>/`` atomically and deletes all but the newest ``keep``."""
+    """Writes ``directory/step_<env_step>/`` atomically and deletes all but the newest ``keep``.
+
+    Examples:
+        >>> import tempfile
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> def learner():
+        ...     wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        ...     feat = wm.rssm.feature_dim()
+        ...     return Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1), horizon=3)
+        >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> source = learner()
+        >>> path = save_checkpoint(folder, source, replay, {"env_steps": 100})
+        >>> latest_checkpoint(folder) == path, read_counters(path)
+        (True, {'env_steps': 100})
+        >>> restored, restored_replay = learner(), TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> load_checkpoint(path, restored, restored_replay)
+        {'env_steps': 100}
+        >>> fingerprint(restored, restored_replay)["modules"] == fingerprint(source, replay)["modules"]
+        True
+    """
     directory = Path(directory)
     final = directory / f"step_{counters['env_steps']:09d}"
     tmp = directory / f".tmp_{final.name}"
@@ -81,7 +112,20 @@ def _write(tmp: Path, learner, replay_buffer, counters: dict) -> None:
 
 
 def verify_checkpoint(path: Path) -> None:
-    """Raises :class:`CorruptCheckpoint` unless every file matches ``manifest.json``."""
+    """Raises :class:`CorruptCheckpoint` unless every file matches ``manifest.json``.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "state.pt").write_bytes(b"abc")
+        >>> _ = (folder / MANIFEST).write_text(json.dumps({"state.pt": {"bytes": 3, "sha1": _digest(folder / "state.pt")}}))
+        >>> verify_checkpoint(folder)
+        >>> _ = (folder / "state.pt").write_bytes(b"ab")
+        >>> verify_checkpoint(folder)
+        Traceback (most recent call last):
+        ...
+        torchrl_dreamerxp.training.checkpoint.CorruptCheckpoint: ...state.pt has 2 bytes, expected 3 (truncated?)
+    """
     path = Path(path)
     try:
         manifest = json.loads((path / MANIFEST).read_text())
@@ -98,7 +142,12 @@ def verify_checkpoint(path: Path) -> None:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest checkpoint that passes :func:`verify_checkpoint`; corrupt ones are reported and skipped."""
+    """The newest checkpoint that passes :func:`verify_checkpoint`; corrupt ones are reported and skipped.
+
+    Examples:
+        >>> latest_checkpoint("/nonexistent") is None  # a run with no checkpoint yet (see save_checkpoint)
+        True
+    """
     for path in sorted(Path(directory).glob("step_*"), reverse=True):
         try:
             verify_checkpoint(path)
@@ -109,12 +158,18 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def read_counters(path: Path) -> dict:
-    """The counters of a checkpoint (env steps, updates, replay capacity, ...) without loading it."""
+    """The counters of a checkpoint (env steps, updates, replay capacity, ...) without loading it.
+
+    The round trip in the examples of :func:`save_checkpoint` uses it.
+    """
     return torch.load(Path(path) / "state.pt", weights_only=False)["counters"]
 
 
 def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
-    """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters."""
+    """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters.
+
+    The round trip in the examples of :func:`save_checkpoint` uses it.
+    """
     state = torch.load(Path(path) / "state.pt", weights_only=False)
     learner.load_state_dict(state["learner"])
     learner.load_training_state_dict(state["training"])
@@ -148,6 +203,7 @@ def fingerprint(learner, replay_buffer) -> dict[str, str]:
     Parts: ``modules`` (every parameter and buffer), ``training`` (optimizers, λ scheduler),
     ``replay`` (every stored step), ``sampler`` (e.g. the trajectory priorities), ``rng``
     (torch, numpy and Python generators) and ``replay_rows`` (the number of stored steps, not a hash).
+    The round trip in the examples of :func:`save_checkpoint` uses it.
     """
     def sha(value):
         h = hashlib.sha1()

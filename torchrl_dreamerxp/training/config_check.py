@@ -14,7 +14,12 @@ _CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the allowed values."""
+    """A config value that cannot work; the message names the key and the allowed values.
+
+    Examples:
+        >>> isinstance(ConfigError("steps=0: must be an integer >= 1"), ValueError)
+        True
+    """
 
 
 def _int(lo=None):

@@ -13,6 +13,11 @@ def evaluate(env: EnvBase, policy, episodes: int, max_steps: int) -> list[float]
     """Returns of ``episodes`` full episodes (cut at ``max_steps``) under the policy's mode.
 
     ``policy=None`` evaluates the uniformly random policy (the baseline every curve is drawn against).
+
+    Examples:
+        >>> from torchrl_dreamerxp.envs import make_env
+        >>> len(evaluate(make_env("gym/CartPole-v1", seed=0), None, episodes=2, max_steps=500))
+        2
     """
     returns = []
     with set_exploration_type(ExplorationType.DETERMINISTIC):
