@@ -128,7 +128,7 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
         ensemble_lr=train.xp.ensemble.lr if intrinsic else 1e-4,
         world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
                                 horizon=a.return_horizon, context=context),
-        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef),
+        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
     )
     B, T = batch, seq + context

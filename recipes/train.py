@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> Path:
         ensemble_lr=cfg.xp.ensemble.lr if cfg.xp.intrinsic else 1e-4,
         world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
                                 horizon=a.return_horizon, context=cfg.replay_context),
-        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef),
+        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
     )
 

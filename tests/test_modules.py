@@ -162,3 +162,17 @@ def test_strided_encoder_halves_exactly():
     enc = Encoder(pixel_shape=(3, 64, 64), depth=2, strided=True)
     x = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
     assert enc(pixels=x).shape == (2, enc.out_dim) and enc.out_dim == 8 * 4 * 4
+
+
+def test_block_linear_initialised_with_the_whole_input_as_fan_in():
+    """Official compute_fans of a (blocks, in/blocks, out/blocks) kernel gives fan-in = in: std 1/√in."""
+    torch.manual_seed(0)
+    layer = BlockLinear(2048, 3 * 2048, blocks=8)
+    assert float(layer.weight.std()) == pytest.approx(1 / 2048 ** 0.5, rel=0.02)
+
+
+def test_image_decoder_predicts_through_a_sigmoid():
+    torch.manual_seed(0)
+    dec = Decoder(feat_dim=6, pixel_shape=(3, 64, 64), depth=2)
+    pixels = dec(torch.randn(4, 6) * 100)["pixels"]
+    assert pixels.shape == (4, 3, 64, 64) and float(pixels.min()) >= 0.0 and float(pixels.max()) <= 1.0

@@ -105,14 +105,16 @@ def test_actor_loss_defaults_and_returns():
     # zero critic, reward 1, continue 1, H = 3, gamma folded into continue:
     # G_2 = 1, G_1 = 1 + 0.95·1 = 1.95, G_0 = 1 + 0.95·1.95 = 2.8525 (bootstrap column: v_H = 0)
     torch.testing.assert_close(td["lambda_return"][0], torch.tensor([2.8525, 1.95, 1.0, 0.0]))
-    # first update: the debiased EMA is the batch's P95 − P5 of the returns (2.8525, 1.95, 1.0 repeated)
-    # = 2.8525 − 1.0 = 1.8525 > 1
-    assert float(out["return_scale"]) == pytest.approx(1.8525, rel=1e-5)
-    assert float(out["advantage"]) == pytest.approx((2.8525 + 1.95 + 1.0) / 3 / 1.8525, rel=1e-5)
+    # official (retnorm debias: False): the first EMA update from 0 at rate 0.01 keeps the scale at its floor 1
+    assert float(out["return_scale"]) == 1.0
+    assert float(out["advantage"]) == pytest.approx((2.8525 + 1.95 + 1.0) / 3)
+    # with debiasing (the vector_small preset) the first scale is the batch's P95 − P5 = 2.8525 − 1.0
+    debiased = ActorLoss(actor, critic, return_norm_debias=True)(imagined())
+    assert float(debiased["return_scale"]) == pytest.approx(1.8525, rel=1e-5)
     assert set(p for p, _ in loss.named_parameters()) == set(f"actor.{n}" for n, _ in actor.named_parameters())
 
 
-def test_return_norm_is_debiased_like_the_official_normalize():
+def test_debiased_return_norm_option():
     from torchrl_dreamerxp.objectives.actor import DebiasedPercentileNorm
 
     norm = DebiasedPercentileNorm(rate=0.01)
@@ -161,6 +163,24 @@ def test_critic_loss_slow_target_and_replay():
         critic.net[-1].bias.fill_(1.0)
     updater.step()
     torch.testing.assert_close(loss.target_critic_params["net", "2", "bias"], torch.full((255,), 0.02))
+
+
+def test_replay_returns_bootstrap_from_the_imagined_returns():
+    """Official repl_loss: lambda_return(last, term, rew, val, boot) uses boot (the imagined λ-return from each
+    state) for the (1 − λ) part of every step; the critic's own value only enters the error δ."""
+    critic = TwoHotHead(6, 8, 1)  # zero-initialised output: v = 0 everywhere
+    loss = CriticLoss(critic)
+    replay = TensorDict({"feature": torch.randn(1, 3, 6), "reward": torch.tensor([[0.0, 1.0, 2.0]]),
+                         "is_terminal": torch.zeros(1, 3, dtype=torch.bool), "is_last": torch.zeros(1, 3, dtype=torch.bool),
+                         "bootstrap": torch.tensor([[10.0, 20.0, 30.0]])}, [1, 3])
+    g = 1 - 1 / 333
+    r1 = 2 + g * (0.05 * 30 + 0.95 * 30)
+    r0 = 1 + g * (0.05 * 20 + 0.95 * r1)
+    torch.testing.assert_close(loss.replay_loss(replay)["value_error"], torch.tensor([[r0, r1]]))
+    with torch.no_grad():  # a critic that predicts something else changes δ, not the targets
+        critic.net[-1].bias.copy_(torch.linspace(-1, 1, 255) * 5)
+        v = critic.predict(critic(replay["feature"]))[:, :-1]
+    torch.testing.assert_close(loss.replay_loss(replay)["value_error"], (torch.tensor([[r0, r1]]) - v).abs())
 
 
 def test_dreamerv3_optimizer_is_laprop_with_agc():

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..functional import symlog
 from .encoder import ChannelRMSNorm, conv
-from .layers import MLP, NormAct, make_linear
+from .layers import MLP, make_linear
 
 __all__ = ["Decoder"]
 
@@ -17,7 +17,7 @@ class Decoder(nn.Module):
     - observation: ``layers`` hidden layers → Linear, trained with a squared error in symlog space
       summed over features (official ``symlog_mse``).
     - pixels: Linear → ``4×4×(depth·mults[-1])``, then per stage nearest ×2 upsampling → 5×5 conv →
-      RMSNorm → SiLU, the last stage to 3 channels, ``+0.5``; squared error against ``pixels/255``
+      RMSNorm → SiLU, the last stage to 3 channels, a sigmoid; squared error against ``pixels/255``
       summed over pixels. Deviation: the official decoder's first layer is block-structured
       (``bspace: 8``); ours is a plain Linear.
 
@@ -37,7 +37,8 @@ class Decoder(nn.Module):
             self.pixel_shape = tuple(pixel_shape)
             c_out, h, w = pixel_shape
             self.base = (depth * mults[-1], h // 2 ** len(mults), w // 2 ** len(mults))
-            self.cnn_in = nn.Sequential(make_linear(feat_dim, self.base[0] * self.base[1] * self.base[2]), NormAct(self.base[0] * self.base[1] * self.base[2]))
+            self.cnn_in = make_linear(feat_dim, self.base[0] * self.base[1] * self.base[2])
+            self.cnn_in_norm = nn.Sequential(ChannelRMSNorm(self.base[0]), nn.SiLU())  # per position, over channels
             chans = [depth * m for m in reversed(mults)][1:] + [c_out]
             stages: list[nn.Module] = []
             c = self.base[0]
@@ -49,14 +50,14 @@ class Decoder(nn.Module):
             self.cnn = nn.Sequential(*stages)
 
     def forward(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predictions: ``"observation"`` in symlog space, ``"pixels"`` in [−0.5, 0.5]+0.5 units."""
+        """Predictions: ``"observation"`` in symlog space, ``"pixels"`` in (0, 1) (a sigmoid, as the official)."""
         out = {}
         if self.mlp is not None:
             out["observation"] = self.mlp(feat)
         if self.cnn is not None:
             lead = feat.shape[:-1]
-            x = self.cnn_in(feat.reshape(-1, feat.shape[-1])).reshape(-1, *self.base)
-            out["pixels"] = (self.cnn(x) + 0.5).reshape(*lead, *self.pixel_shape)
+            x = self.cnn_in_norm(self.cnn_in(feat.reshape(-1, feat.shape[-1])).reshape(-1, *self.base))
+            out["pixels"] = torch.sigmoid(self.cnn(x)).reshape(*lead, *self.pixel_shape)
         return out
 
     def loss(self, feat: torch.Tensor, observation=None, pixels=None) -> torch.Tensor:

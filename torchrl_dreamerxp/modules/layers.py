@@ -98,7 +98,8 @@ class BlockLinear(nn.Module):
         self.blocks = blocks
         self.weight = nn.Parameter(torch.empty(blocks, in_features // blocks, out_features // blocks))
         self.bias = nn.Parameter(torch.empty(out_features))
-        init_linear_(self.weight, self.bias, in_features // blocks, outscale)
+        # official compute_fans of a (blocks, in/blocks, out/blocks) kernel: fan-in = the whole input
+        init_linear_(self.weight, self.bias, in_features, outscale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

@@ -16,12 +16,14 @@ __all__ = ["ActorLoss", "DebiasedPercentileNorm"]
 
 
 class DebiasedPercentileNorm(PercentileValueNorm):
-    """TorchRL's ``PercentileValueNorm`` with the official zero-debiasing (``Normalize(debias=True)``).
+    """TorchRL's ``PercentileValueNorm`` with zero-debiasing (the official ``Normalize(debias=True)``).
 
-    Why: the percentile EMAs start at 0, and TorchRL's version reads them raw, so for the first few
-    hundred updates (rate 0.01) the scale is biased toward 0 and advantages come out too large. The
-    official code divides the EMAs by ``max(rate, c)`` with ``c ← (1 − rate)·c + rate`` (``c`` counts
-    the mass of real data in the average)::
+    Not the official setting: the official config sets ``retnorm: {debias: False}``, which TorchRL's
+    ``PercentileValueNorm`` matches. There the percentile EMAs start at 0, so for the first few hundred
+    updates (rate 0.01) the scale sits at its floor of 1 and advantages come out large. The tuned
+    ``vector_small`` preset turns debiasing on (``agent.return_norm_debias``): its CartPole runs make only
+    ~1200 updates, a quarter of which would otherwise run at the floor. Debiasing divides the EMAs by
+    ``max(rate, c)`` with ``c ← (1 − rate)·c + rate`` (the mass of real data in the average)::
 
         S = max(min_scale, (EMA(P95) − EMA(P5)) / max(rate, c))
 
@@ -54,7 +56,8 @@ class ActorLoss(LossModule):
 
         R_t   = λ-return(r_{t+1}, v_{t+1}, c_{t+1}), R_H = v_H         (γ folded into c)
         w_t   = Π_{i≤t} c_i                                           (trajectory weight)
-        S     = max(1, (EMA(P95(R)) − EMA(P5(R))) / debias)            (rate 0.01, DebiasedPercentileNorm)
+        S     = max(1, EMA(P95(R)) − EMA(P5(R)))                       (rate 0.01, TorchRL PercentileValueNorm;
+                                                                        return_norm_debias=True: debiased EMAs)
         loss  = mean_t w_t · −(log π(a_t|s_t)·sg((R_t − v_t)/S) + η·H[π(·|s_t)]),   η = 3e-4
 
     Writes ``"lambda_return"`` and ``"weight"`` into the imagined tensordict for :class:`CriticLoss`.
@@ -85,14 +88,14 @@ class ActorLoss(LossModule):
     tensor_keys: _AcceptedKeys
 
     def __init__(self, actor: Actor, critic: TwoHotHead, *, lmbda=0.95, entropy_coef=3e-4,
-                 return_norm_rate=0.01, return_norm_limit=1.0):
+                 return_norm_rate=0.01, return_norm_limit=1.0, return_norm_debias=False):
         super().__init__()
         self.actor = actor
         # the critic is only read here (no gradient): keep it out of this loss's parameters
         self.__dict__["critic"] = critic
         self.lmbda, self.entropy_coef = lmbda, entropy_coef
-        self.return_norm = DebiasedPercentileNorm(shape=1, quantiles=(0.05, 0.95), rate=return_norm_rate,
-                                                  min_scale=return_norm_limit)
+        norm = DebiasedPercentileNorm if return_norm_debias else PercentileValueNorm  # official: no debiasing
+        self.return_norm = norm(shape=1, quantiles=(0.05, 0.95), rate=return_norm_rate, min_scale=return_norm_limit)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass

@@ -26,8 +26,8 @@ class CriticLoss(LossModule):
     Replay part, on ``("replay", ...)`` ``[B, T]`` (posterior features with gradients, reward,
     ``is_terminal``, ``is_last``, and ``bootstrap``: the imagined return from each state)::
 
-        R_t = r_{t+1} + γ(1 − term_{t+1})((1 − λ_t)·v(s_{t+1}) + λ_t·R_{t+1}),   λ_t = λ(1 − last_{t+1}),
-        R_{T−1} = bootstrap_{T−1},  γ = 1 − 1/horizon
+        R_t = r_{t+1} + γ(1 − term_{t+1})((1 − λ_t)·b_{t+1} + λ_t·R_{t+1}),   λ_t = λ(1 − last_{t+1}),
+        R_{T−1} = b_{T−1},  γ = 1 − 1/horizon,  b = bootstrap (the imagined λ-return from each state)
         loss_critic_replay = scale·mean_t (1 − last_t)·(CE(v_θ(s_t), R_t) + slowreg·CE(v_θ(s_t), v_slow(s_t)))
 
     The per-step critic error ``value_error = |R_t − v(s_t)|`` on the replay part feeds prioritized replay.
@@ -100,7 +100,10 @@ class CriticLoss(LossModule):
         reward = replay.get(k.reward).reshape(shape).float()
         with torch.no_grad():
             value = self.critic.predict(self.critic(feat))
-            ret = lambda_returns(reward[:, 1:], value[:, 1:], 1.0 - term[:, 1:], replay.get(k.bootstrap)[:, -1],
+            # the official lambda_return bootstraps every step from the imagined return (``boot``), not the
+            # critic: its ``val`` argument goes unused
+            boot = replay.get(k.bootstrap).reshape(shape)
+            ret = lambda_returns(reward[:, 1:], boot[:, 1:], 1.0 - term[:, 1:], boot[:, -1],
                                  gamma=self.gamma, lmbda=self.lmbda * (1.0 - last[:, 1:]))
         loss = (1.0 - last[:, :-1]) * self._regression(feat[:, :-1], ret)
         return {

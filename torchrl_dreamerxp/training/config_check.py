@@ -77,6 +77,7 @@ RULES = {
     "agent.rep_scale": (_num(0), "a number >= 0"),
     "agent.replay_value_scale": (_num(0), "a number >= 0"),
     "agent.return_horizon": (_num(1, lo_open=True), "a number > 1 (γ = 1 − 1/return_horizon)"),
+    "agent.return_norm_debias": (_bool, "true or false"),
     "eval.every": (_int(1), "an integer >= 1 (env steps)"),
     "eval.episodes": (_int(1), "an integer >= 1"),
     "eval.max_steps": (_int(1), "an integer >= 1"),
