@@ -202,6 +202,15 @@ def _write_aggregates(tables: dict[str, list[dict]], out: Path) -> str:
     return md
 
 
+def _save(fig, path: Path, dpi: int = 100) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _plot_returns(rows, out: Path) -> Path:
     import matplotlib
 
@@ -231,11 +240,7 @@ def _plot_returns(rows, out: Path) -> Path:
         ax.set_ylabel("eval return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "returns.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "returns.png")
 
 
 def _plot_aggregate(rows, stats, out: Path, points: int = 10) -> Path:
@@ -276,11 +281,7 @@ def _plot_aggregate(rows, stats, out: Path, points: int = 10) -> Path:
         ax.set_xlabel("fraction of the env-step budget")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "aggregate.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "aggregate.png")
 
 
 def _loss_curves(row: dict, metrics: list[str]) -> dict[str, tuple[list[int], list[float]]]:
@@ -336,11 +337,7 @@ def _plot_losses(rows, metrics, log_scale, out: Path) -> list[Path]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.suptitle(f"{env}: training losses (mean over seeds)")
-        fig.tight_layout()
-        path = out / f"losses_{env.replace('/', '_')}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"losses_{env.replace('/', '_')}.png", dpi=90))
     return paths
 
 
@@ -363,11 +360,7 @@ def _plot_profile(rows, scores, out: Path, reps: int) -> Path | None:
                                          colors={m: f"C{i}" for i, m in enumerate(methods)},
                                          xlabel="self-normalized score τ")
     ax.legend(list(matrix), fontsize=8)
-    fig.tight_layout()
-    path = out / "profile.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "profile.png")
 
 
 def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=(), stats=("mean", "median", "iqm"),
