@@ -11,7 +11,7 @@ import math
 from typing import Iterable
 
 __all__ = ["RewardWeightScheduler", "ConstantWeight", "ExponentialDecayWeight", "ReturnMovingAverageWeight",
-           "make_scheduler"]
+           "SCHEDULER_NAMES", "make_scheduler", "scheduler_from_config"]
 
 
 def _check_unit(name: str, value: float) -> float:
@@ -177,6 +177,7 @@ class ReturnMovingAverageWeight(RewardWeightScheduler):
 
 _SCHEDULERS = {"constant": ConstantWeight, "exponential": ExponentialDecayWeight,
                "return_average": ReturnMovingAverageWeight}
+SCHEDULER_NAMES = tuple(_SCHEDULERS)  # the values of ``xp.scheduler.name``
 
 
 def make_scheduler(name: str, **kwargs) -> RewardWeightScheduler:
@@ -189,3 +190,15 @@ def make_scheduler(name: str, **kwargs) -> RewardWeightScheduler:
     if name not in _SCHEDULERS:
         raise ValueError(f"unknown λ scheduler {name!r}; choose one of {sorted(_SCHEDULERS)}")
     return _SCHEDULERS[name](**kwargs)
+
+
+def scheduler_from_config(scheduler_cfg) -> RewardWeightScheduler:
+    """The scheduler ``xp.scheduler`` names, with the settings under its own name (``configs/xp/intrinsic.yaml``).
+
+    Examples:
+        >>> scheduler_from_config({"name": "constant", "constant": {"lam": 0.25}}).value
+        0.25
+    """
+    name = scheduler_cfg["name"]
+    return make_scheduler(name, **scheduler_cfg.get(name, {}))
+

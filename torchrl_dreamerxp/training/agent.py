@@ -7,7 +7,7 @@ from torchrl.data import OneHot
 from torchrl.envs import EnvBase
 
 from ..modules import Actor, RewardEnsemble, TwoHotHead, WorldModel
-from ..schedulers import make_scheduler
+from ..schedulers import scheduler_from_config
 from ..transforms import IntrinsicRewardTransform
 
 __all__ = ["EnvShapes", "env_shapes", "build_networks", "build_intrinsic"]
@@ -68,13 +68,6 @@ def build_networks(model_cfg, shapes: EnvShapes):
     return world_model, actor, critic
 
 
-def _scheduler(xp_cfg):
-    name = xp_cfg.scheduler.name
-    if name not in xp_cfg.scheduler:
-        raise ValueError(f"xp.scheduler.name={name!r} has no settings; choose one of constant, exponential, return_average")
-    return make_scheduler(name, **xp_cfg.scheduler[name])
-
-
 def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
     """The reward ensemble and the transform that mixes its intrinsic reward into imagination.
 
@@ -90,5 +83,5 @@ def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
     e, rssm = xp_cfg.ensemble, world_model.rssm
     ensemble = RewardEnsemble(rssm.deter, rssm.stoch, rssm.classes, shapes.action_dim, members=e.members,
                               units=e.units, layers=e.layers, mode=e.mode, reward_head=world_model.reward)
-    transform = IntrinsicRewardTransform(ensemble, _scheduler(xp_cfg), window=xp_cfg.window)
+    transform = IntrinsicRewardTransform(ensemble, scheduler_from_config(xp_cfg.scheduler), window=xp_cfg.window)
     return ensemble, transform

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..schedulers import SCHEDULER_NAMES, scheduler_from_config
+
 __all__ = ["ConfigError", "validate_config", "XP_METHODS", "LOGGER_MODES"]
 
 XP_METHODS = ("none", "prioritized", "intrinsic", "full")
@@ -109,7 +111,7 @@ INTRINSIC_RULES = {
     "xp.ensemble.layers": (_int(0), "an integer >= 0"),
     "xp.ensemble.lr": (_num(0, lo_open=True), "a number > 0"),
     "xp.window": (_int(1), "an integer >= 1"),
-    "xp.scheduler.name": (_choice("constant", "exponential", "return_average"), "constant, exponential or return_average"),
+    "xp.scheduler.name": (_choice(*SCHEDULER_NAMES), ", ".join(SCHEDULER_NAMES)),
 }
 
 
@@ -181,13 +183,10 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
     if ok("model.deter", "model.blocks") and cfg.model.deter % cfg.model.blocks:
         problems.append(f"model.deter={cfg.model.deter}: must be divisible by model.blocks={cfg.model.blocks}")
     if cfg.get("xp") is not None and cfg.xp.get("intrinsic", False) and ok("xp.scheduler.name"):
-        from ..schedulers import make_scheduler
-
-        name = cfg.xp.scheduler.name
         try:
-            make_scheduler(name, **cfg.xp.scheduler.get(name, {}))
+            scheduler_from_config(cfg.xp.scheduler)
         except (ValueError, TypeError) as err:
-            problems.append(f"xp.scheduler.{name}: {err}")
+            problems.append(f"xp.scheduler.{cfg.xp.scheduler.name}: {err}")
     if cfg.get("device", "cpu") != "cpu":
         import torch
 

@@ -105,7 +105,7 @@ class IntrinsicRewardTransform(Transform):
             tensordict.get(self.deter_key), tensordict.get(self.stoch_key), tensordict.get(self.action_key),
             next_tensordict.get(self.deter_key),
         )  # [K, ...]
-        r_intr = (preds.mean(0) + preds.var(0, unbiased=False)).reshape(r_ext.shape)
+        r_intr = intrinsic_reward(preds.unsqueeze(-1), window=1).reshape(r_ext.shape)  # one step: mean + variance
         self._write(next_tensordict, r_ext.clone(), r_intr, mix_rewards(r_ext, r_intr, self.lam))
         return next_tensordict
 
