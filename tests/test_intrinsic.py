@@ -5,13 +5,15 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from torchrl_dreamerxp.modules import RewardEnsemble, TwoHotHead, WorldModel
+from torchrl_dreamerxp.modules import RewardEnsemble, TwoHotHead
 from torchrl_dreamerxp.modules.reward_ensemble import EnsembleMLP
 from torchrl_dreamerxp.objectives import RewardEnsembleLoss, WorldModelLoss
 from torchrl_dreamerxp.schedulers import ConstantWeight, ExponentialDecayWeight, ReturnMovingAverageWeight, make_scheduler
 from torchrl_dreamerxp.transforms import IntrinsicRewardTransform
 
-DETER, STOCH, CLASSES, ACTION = 16, 4, 4, 2
+from test_objectives import replay_batch, tiny_world_model
+
+DETER, STOCH, CLASSES, ACTION = 16, 4, 4, 2  # the sizes of test_objectives' tiny world model and batch
 
 
 class FixedPredictions:
@@ -22,11 +24,6 @@ class FixedPredictions:
 
     def reward_predictions(self, deter, stoch, action, next_deter):
         return self.preds
-
-
-def tiny_world_model():
-    return WorldModel(action_dim=ACTION, obs_dim=3, deter=DETER, hidden=8, stoch=STOCH, classes=CLASSES, units=8,
-                      blocks=4, enc_layers=1, dec_layers=1)
 
 
 # -- the ensemble ---------------------------------------------------------------------------------
@@ -75,12 +72,7 @@ def test_ensemble_holds_no_world_model_parameter_and_sends_it_no_gradient():
     wm = tiny_world_model()
     ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, reward_head=wm.reward)
     assert not {id(p) for p in ens.parameters()} & {id(p) for p in wm.parameters()}
-    B, T = 2, 6
-    batch = TensorDict({
-        "observation": torch.randn(B, T, 3), "action": torch.eye(ACTION)[torch.randint(ACTION, (B, T))],
-        "reward": torch.randn(B, T), "is_first": torch.zeros(B, T, dtype=torch.bool),
-        "is_terminal": torch.zeros(B, T, dtype=torch.bool), "is_last": torch.zeros(B, T, dtype=torch.bool),
-        "deter": torch.zeros(B, T, DETER), "stoch": torch.zeros(B, T, STOCH, CLASSES)}, [B, T])
+    batch = replay_batch()
     post = WorldModelLoss(wm)(batch)  # posterior states that still carry the world model's graph
     assert post["deter"].requires_grad
     data = batch[:, 1:].select("action", "reward", "is_first")
@@ -301,14 +293,6 @@ def learner_with_intrinsic(lam):
                       TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, warmup=0, reward_transform=transform,
                       ensemble=ens)
     return learner, ens
-
-
-def replay_batch(B=2, T=6):
-    return TensorDict({
-        "observation": torch.randn(B, T, 3), "action": torch.eye(ACTION)[torch.randint(ACTION, (B, T))],
-        "reward": torch.randn(B, T), "is_first": torch.zeros(B, T, dtype=torch.bool),
-        "is_terminal": torch.zeros(B, T, dtype=torch.bool), "is_last": torch.zeros(B, T, dtype=torch.bool),
-        "deter": torch.zeros(B, T, DETER), "stoch": torch.zeros(B, T, STOCH, CLASSES)}, [B, T])
 
 
 def test_replay_value_loss_learns_the_mixed_reward():
