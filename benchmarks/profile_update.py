@@ -47,28 +47,21 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    update, params, _ = update_speed.build_ours(args.preset, args.obs, args.batch, args.seq, args.horizon,
-                                                intrinsic=args.intrinsic)
-    learner = update_speed.LAST_LEARNER
+    learner, data, params, _ = update_speed.build_learner(args.preset, args.obs, args.batch, args.seq, args.horizon,
+                                                          intrinsic=args.intrinsic)
     phases: dict[str, float] = {}
+    for name, owner, attr in [("world model loss", learner.world_model_loss, "forward"),
+                              ("imagination", learner.imagination, "forward"),
+                              ("actor loss", learner.actor_loss, "forward"),
+                              ("critic loss", learner.critic_loss, "forward"),
+                              ("optimizer step", learner.optimizer, "step"),
+                              ("slow critic", learner.slow_critic, "step"),
+                              *([("ensemble (train)", learner, "update_ensemble")] if args.intrinsic else [])]:
+        setattr(owner, attr, update_speed.timed(getattr(owner, attr), phases, name))
 
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            t = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
-        return wrapper
+    def update():
+        learner.update(data)
 
-    learner.world_model_loss.forward = timed("world model loss", learner.world_model_loss.forward)
-    learner.imagination.forward = timed("imagination", learner.imagination.forward)
-    learner.actor_loss.forward = timed("actor loss", learner.actor_loss.forward)
-    learner.critic_loss.forward = timed("critic loss", learner.critic_loss.forward)
-    learner.optimizer.step = timed("optimizer step", learner.optimizer.step)
-    learner.slow_critic.step = timed("slow critic", learner.slow_critic.step)
-    if args.intrinsic:
-        learner.update_ensemble = timed("ensemble (train)", learner.update_ensemble)
     for _ in range(args.warmup):
         update()
     rows: dict[str, list[float]] = {}

@@ -53,8 +53,6 @@ sys.path.insert(0, str(ROOT))
 OBS_DIM, ACTION_DIM = 24, 6          # DMC walker: 24 proprio features, 6 continuous actions
 PIXEL_SHAPE, PIXEL_ACTIONS = (3, 64, 64), 6
 
-LAST_LEARNER = None  # the learner build_ours made last (benchmarks/profile_update.py reads it)
-
 # name -> (impl, preset, observation kind)
 WORKLOADS = {
     "ours-size12m-vector": ("ours", "size12m", "vector"),
@@ -94,9 +92,38 @@ def count(params) -> int:
 # ---------------------------------------------------------------------------------------------
 # ours
 # ---------------------------------------------------------------------------------------------
+def timed(fn, totals: dict, key: str):
+    """``fn``, adding its wall time to ``totals[key]`` at every call (CPU ops are synchronous)."""
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] = totals.get(key, 0.0) + time.perf_counter() - t
+    return wrapper
+
+
 def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False):
     """``intrinsic=True`` adds the XP reward ensemble as ``xp=intrinsic`` configures it and times its two
     parts inside each update: scoring the imagined trajectory (the transform) and its own training step."""
+    learner, data, params, sizes = build_learner(preset, kind, batch, seq, horizon, intrinsic)
+    if not intrinsic:
+        return (lambda: learner.update(data)), params, sizes
+    probe = {"ensemble_s": 0.0}
+    learner.reward_transform.forward = timed(learner.reward_transform.forward, probe, "ensemble_s")
+    learner.update_ensemble = timed(learner.update_ensemble, probe, "ensemble_s")
+
+    def update():
+        probe["ensemble_s"] = 0.0
+        learner.update(data)
+        return probe["ensemble_s"]
+
+    return update, params, sizes
+
+
+def build_learner(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False):
+    """The ``Learner`` as ``recipes/train.py`` builds it for a preset, a replay batch ``[B, T+1]`` for it, its
+    parameter counts and sizes."""
     import torch
     from omegaconf import OmegaConf
     from tensordict import TensorDict
@@ -121,8 +148,7 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
         xp = OmegaConf.load(ROOT / "configs" / "xp" / "intrinsic.yaml")
         train.xp = xp
         ensemble, transform = build_intrinsic(train.xp, world_model, shapes)
-    global LAST_LEARNER
-    learner = LAST_LEARNER = Learner(  # as recipes/train.py
+    learner = Learner(  # as recipes/train.py
         world_model, actor, critic, horizon=horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
         slow_critic_rate=a.slow_critic_rate, reward_transform=transform, ensemble=ensemble,
         ensemble_lr=train.xp.ensemble.lr if intrinsic else 1e-4,
@@ -161,29 +187,9 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
     sizes = {k: m[k] for k in ("deter", "hidden", "stoch", "classes", "blocks", "units", "depth", "enc_layers",
                                "dec_layers", "actor_layers", "critic_layers")}
     sizes["strided_cnn"] = bool(m.get("strided_cnn", False))
-    if not intrinsic:
-        return (lambda: learner.update(data)), params, sizes
-    params["params_ensemble"] = count(ensemble.parameters())
-    probe = {"ensemble_s": 0.0}
-
-    def timed(fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                probe["ensemble_s"] += time.perf_counter() - t
-        return wrapper
-
-    transform.forward = timed(transform.forward)
-    learner.update_ensemble = timed(learner.update_ensemble)
-
-    def update():
-        probe["ensemble_s"] = 0.0
-        learner.update(data)
-        return probe["ensemble_s"]
-
-    return update, params, sizes
+    if intrinsic:
+        params["params_ensemble"] = count(ensemble.parameters())
+    return learner, data, params, sizes
 
 
 # ---------------------------------------------------------------------------------------------
