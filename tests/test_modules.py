@@ -36,6 +36,31 @@ def test_block_gru_update_gate_bias_minus_one():
     torch.testing.assert_close(out, (1 - 1 / (1 + math.e)) * deter)
 
 
+def core_with_explicit_group_input(rssm, deter, stoch, action):
+    """The block GRU as the official code writes it: each group's input ``[h_g, x]`` built by copying."""
+    action = action / action.abs().clamp(min=1.0)
+    x = torch.cat([f(v) for f, v in zip(rssm.dyn_in, (deter, stoch.flatten(-2), action))], -1)
+    n, g = deter.shape[0], rssm.blocks
+    x = torch.cat([deter.reshape(n, g, -1), x.unsqueeze(1).expand(n, g, x.shape[-1])], -1).reshape(n, -1)
+    gates = rssm.dyn_gru(rssm.dyn_hidden(x)).reshape(n, g, 3, -1)
+    reset, cand, update = (gates[:, :, i].reshape(n, -1) for i in range(3))
+    update = torch.sigmoid(update - 1.0)
+    return update * torch.tanh(torch.sigmoid(reset) * cand) + (1.0 - update) * deter
+
+
+@pytest.mark.parametrize("dynlayers", [0, 1, 2])
+def test_block_gru_split_input_matches_the_explicit_group_input(dynlayers):
+    torch.manual_seed(0)
+    rssm = small_rssm(dynlayers=dynlayers)
+    deter, stoch, action = torch.randn(6, 16), torch.rand(6, 4, 5), 3 * torch.randn(6, 3)
+    fast = rssm.core(deter, stoch, action)
+    torch.testing.assert_close(fast, core_with_explicit_group_input(rssm, deter, stoch, action), atol=1e-5, rtol=1e-5)
+    # the gradients agree too (the split path is what training differentiates)
+    grads = [torch.autograd.grad(f.square().sum(), rssm.dyn_gru.weight)[0]
+             for f in (rssm.core(deter, stoch, action), core_with_explicit_group_input(rssm, deter, stoch, action))]
+    torch.testing.assert_close(*grads, atol=1e-5, rtol=1e-5)
+
+
 def test_is_first_resets_state_and_action():
     torch.manual_seed(0)
     rssm = small_rssm()
@@ -109,7 +134,7 @@ def test_actor_discrete_unimix_and_continuous_bounded_normal():
     actor = Actor(6, 4, discrete=True, units=8, layers=1)
     with torch.no_grad():
         actor.net[-1].bias.copy_(torch.tensor([50.0, 0.0, 0.0, 0.0]))
-    (probs,) = actor.dist_params(torch.randn(5, 6))
+    probs = actor.dist_params(torch.randn(5, 6))
     torch.testing.assert_close(probs[:, 1:], torch.full((5, 3), 0.0025), atol=1e-6, rtol=0)  # 1% unimix / 4 actions
     action, logp, ent = actor(torch.randn(5, 6))
     assert action.shape == (5, 4) and (action.sum(-1) == 1).all()
@@ -117,14 +142,14 @@ def test_actor_discrete_unimix_and_continuous_bounded_normal():
     cont = Actor(6, 2, discrete=False, units=8, layers=1)
     with torch.no_grad():
         cont.net[-1].bias.copy_(torch.tensor([10.0, -10.0, 100.0, -100.0]))
-    mean, std = cont.dist_params(torch.zeros(3, 6))
+    mean, std = cont.dist_params(torch.zeros(3, 6)).chunk(2, -1)
     torch.testing.assert_close(mean[0], torch.tanh(torch.tensor([10.0, -10.0])), atol=1e-3, rtol=0)
     torch.testing.assert_close(std[0], torch.tensor([1.0, 0.1]), atol=1e-3, rtol=0)  # sigmoid(s+2) in [0.1, 1]
 
 
 def test_actor_output_scale_small_at_init():
     actor = Actor(64, 6, discrete=True, units=64, layers=3)
-    (probs,) = actor.dist_params(torch.randn(100, 64))
+    probs = actor.dist_params(torch.randn(100, 64))
     assert (probs - 1 / 6).abs().max() < 0.02  # outscale 0.01 -> nearly uniform
 
 

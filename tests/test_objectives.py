@@ -222,3 +222,41 @@ def test_learner_reduces_world_model_loss_on_fixed_batch():
     assert all(math.isfinite(v) for v in last.values())
     diag = learner.last_diagnostics
     assert diag["recon_error"].shape == (2, 5) and diag["value_error"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_reused_actor_and_critic_outputs_change_neither_losses_nor_gradients(discrete):
+    # the update reuses Imagination's actor distribution and ActorLoss's critic logits (speed); the plain
+    # path, which runs the actor and the critic over the imagined batch again, must give the same numbers
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    actor, critic = Actor(wm.rssm.feature_dim(), 2, discrete, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1)
+    learner = Learner(wm, actor, critic, horizon=3)
+    with torch.no_grad():  # a critic that is not zero at init, so its gradients mean something
+        critic.net[-1].weight.normal_()
+    batch = replay_batch()
+    params = [p for g in learner.optimizer.param_groups for p in g["params"]]
+    norm_state = {k: v.clone() for k, v in learner.actor_loss.return_norm.state_dict().items()}
+
+    def losses_and_grads(plain: bool):
+        torch.manual_seed(1)
+        learner.actor_loss.return_norm.load_state_dict(norm_state)
+        wm_out = learner.world_model_loss(batch)
+        imagined = learner.imagination(wm_out["deter"].flatten(0, 1), wm_out["stoch"].flatten(0, 1))
+        assert imagined["policy"].requires_grad
+        if plain:
+            imagined = imagined.exclude("policy")
+        actor_out = learner.actor_loss(imagined)
+        if plain:
+            imagined = imagined.exclude("value_logits")
+        critic_out = learner.critic_loss(TensorDict({"imagined": imagined}, []))
+        loss = actor_out["loss_actor"] + critic_out["loss_critic"]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return actor_out["loss_actor"], critic_out["loss_critic"], [g for g in grads if g is not None]
+
+    fast, plain = losses_and_grads(False), losses_and_grads(True)
+    torch.testing.assert_close(fast[0], plain[0])
+    torch.testing.assert_close(fast[1], plain[1])
+    assert len(fast[2]) == len(plain[2]) > 0
+    for a, b in zip(fast[2], plain[2]):
+        torch.testing.assert_close(a, b)

@@ -34,38 +34,40 @@ class Actor(nn.Module):
         self.unimix, self.minstd, self.maxstd = unimix, minstd, maxstd
         self.net = MLP(feat_dim, units, layers, out=action_dim if discrete else 2 * action_dim, outscale=outscale)
 
-    def dist_params(self, feat):
+    def dist_params(self, feat: torch.Tensor) -> torch.Tensor:
+        """The distribution as one tensor: probabilities ``[..., n]`` (discrete) or ``[mean, std]``
+        ``[..., 2n]`` (continuous), so imagination can stack it and :class:`ActorLoss` reuse it."""
         out = self.net(feat)
         if self.discrete:
-            probs = (1.0 - self.unimix) * torch.softmax(out, -1) + self.unimix / self.action_dim
-            return (probs,)
+            return (1.0 - self.unimix) * torch.softmax(out, -1) + self.unimix / self.action_dim
         mean, std = out.chunk(2, -1)
         std = (self.maxstd - self.minstd) * torch.sigmoid(std + 2.0) + self.minstd
-        return torch.tanh(mean), std
+        return torch.cat([torch.tanh(mean), std], -1)
 
-    def _log_prob_entropy(self, params, action):
+    def log_prob_entropy(self, params: torch.Tensor, action: torch.Tensor):
+        """``(log π(action), entropy)`` of the distribution ``params`` from :meth:`dist_params`."""
         if self.discrete:
-            (probs,) = params
-            logp = (action * torch.log(probs)).sum(-1)
-            ent = -(probs * torch.log(probs)).sum(-1)
+            logp = (action * torch.log(params)).sum(-1)
+            ent = -(params * torch.log(params)).sum(-1)
             return logp, ent
-        dist = torch.distributions.Normal(*params)
+        dist = torch.distributions.Normal(*params.chunk(2, -1))
         return dist.log_prob(action).sum(-1), dist.entropy().sum(-1)
+
+    @torch.no_grad()
+    def sample(self, params: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """An action of the distribution ``params``: a sample, or its mode when ``deterministic``."""
+        if self.discrete:
+            if deterministic:
+                return nn.functional.one_hot(params.argmax(-1), self.action_dim).to(params.dtype)
+            return sample_one_hot(params)
+        mean, std = params.chunk(2, -1)
+        return mean if deterministic else torch.normal(mean, std)
 
     def forward(self, feat: torch.Tensor, deterministic: bool = False):
         params = self.dist_params(feat)
-        with torch.no_grad():
-            if self.discrete:
-                (probs,) = params
-                if deterministic:
-                    action = nn.functional.one_hot(probs.argmax(-1), self.action_dim).to(probs.dtype)
-                else:
-                    action = sample_one_hot(probs)
-            else:
-                mean, std = params
-                action = mean if deterministic else torch.normal(mean, std)
-        logp, ent = self._log_prob_entropy(params, action)
+        action = self.sample(params, deterministic)
+        logp, ent = self.log_prob_entropy(params, action)
         return action, logp, ent
 
     def log_prob(self, feat, action):
-        return self._log_prob_entropy(self.dist_params(feat), action)
+        return self.log_prob_entropy(self.dist_params(feat), action)

@@ -17,11 +17,12 @@ class Imagination(nn.Module):
     """Imagined trajectories ``[N, H+1]`` from ``N`` start states, as a plain tensor loop.
 
     Why not TorchRL's model-based env: a tensor loop measured ~50% faster here (ARCHITECTURE.md
-    §3), and the whole rollout runs without autograd (the official agent stops gradients into the
-    imagined states); the actor's log-probabilities are recomputed afterwards in one batched call.
+    §3), and the rollout runs without autograd (the official agent stops gradients into the imagined
+    states) except for the actor's distribution, which the actor loss reuses.
 
     The output holds ``"deter"``, ``"stoch"``, ``"feature"``, ``"action"`` (action taken at each state,
-    the last one sampled at the final state), ``"reward"`` (reward head, ``reward[:, t]`` is the reward
+    the last one sampled at the final state), ``"policy"`` (the actor's distribution parameters at each
+    state, :meth:`Actor.dist_params`, with gradients to the actor when the caller records them), ``"reward"`` (reward head, ``reward[:, t]`` is the reward
     of arriving at state ``t``) and ``"continue"`` (continue head probability, discount included).
     ``reward_transform`` (e.g. :class:`~torchrl_dreamerxp.transforms.IntrinsicRewardTransform`) may
     rewrite ``"reward"`` before any return is computed.
@@ -41,31 +42,39 @@ class Imagination(nn.Module):
         self.world_model, self.actor, self.horizon = world_model, actor, horizon
         self.reward_transform = reward_transform
 
-    @torch.no_grad()
     def forward(self, deter: torch.Tensor, stoch: torch.Tensor) -> TensorDictBase:
         rssm = self.world_model.rssm
-        deter, stoch = deter.detach(), stoch.detach()
-        deters, stochs, actions = [deter], [stoch], []
-        for _ in range(self.horizon):
-            action, _, _ = self.actor(rssm.features(deter, stoch))
-            deter, stoch, _ = rssm.img_step(deter, stoch, action)
-            deters.append(deter)
-            stochs.append(stoch)
-            actions.append(action)
-        deter, stoch = torch.stack(deters, 1), torch.stack(stochs, 1)
-        feat = rssm.features(deter, stoch)
-        actions.append(self.actor(feat[:, -1])[0])
-        td = TensorDict(
-            {
-                "deter": deter,
-                "stoch": stoch,
-                "feature": feat,
-                "action": torch.stack(actions, 1),
-                "reward": self.world_model.reward.predict(self.world_model.reward(feat)),
-                "continue": torch.sigmoid(self.world_model.cont(feat)),
-            },
-            batch_size=feat.shape[:2],
-        )
+        # only the actor's distribution keeps a graph (when the caller records one): ActorLoss takes
+        # its log-probabilities from it instead of running the actor over every imagined state again
+        actor_grad = torch.is_grad_enabled()
+        with torch.no_grad():
+            deter, stoch = deter.detach(), stoch.detach()
+            deters, stochs, actions, policies = [deter], [stoch], [], []
+            for t in range(self.horizon + 1):
+                with torch.set_grad_enabled(actor_grad):
+                    policy = self.actor.dist_params(rssm.features(deter, stoch))
+                actions.append(self.actor.sample(policy))
+                policies.append(policy)
+                if t == self.horizon:  # the last state's action is sampled but not stepped
+                    break
+                deter, stoch, _ = rssm.img_step(deter, stoch, actions[-1])
+                deters.append(deter)
+                stochs.append(stoch)
+            deter, stoch = torch.stack(deters, 1), torch.stack(stochs, 1)
+            feat = rssm.features(deter, stoch)
+            td = TensorDict(
+                {
+                    "deter": deter,
+                    "stoch": stoch,
+                    "feature": feat,
+                    "action": torch.stack(actions, 1),
+                    "reward": self.world_model.reward.predict(self.world_model.reward(feat)),
+                    "continue": torch.sigmoid(self.world_model.cont(feat)),
+                },
+                batch_size=feat.shape[:2],
+            )
+        td.set("policy", torch.stack(policies, 1))
         if self.reward_transform is not None:
-            td = self.reward_transform(td)
+            with torch.no_grad():
+                td = self.reward_transform(td)
         return td

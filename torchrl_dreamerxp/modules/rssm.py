@@ -152,10 +152,13 @@ class RSSM(nn.Module):
         x = torch.cat([f(v) for f, v in zip(self.dyn_in, (deter, stoch.flatten(-2), action))], -1)
         g = self.blocks
         lead = deter.shape[:-1]
-        # each group sees its own slice of h plus all the projected inputs
-        x = torch.cat([deter.reshape(*lead, g, -1), x.unsqueeze(-2).expand(*lead, g, x.shape[-1])], -1)
-        x = self.dyn_hidden(x.reshape(*lead, -1))
-        gates = self.dyn_gru(x).reshape(*lead, g, 3, -1)
+        # each group sees its own slice of h plus all the projected inputs (split, not copied per group)
+        if len(self.dyn_hidden):
+            x = self.dyn_hidden[1:](self.dyn_hidden[0].forward_with_shared(deter, x))
+            gates = self.dyn_gru(x)
+        else:
+            gates = self.dyn_gru.forward_with_shared(deter, x)
+        gates = gates.reshape(*lead, g, 3, -1)
         reset, cand, update = (gates[..., i, :].reshape(*lead, -1) for i in range(3))
         reset = torch.sigmoid(reset)
         cand = torch.tanh(reset * cand)

@@ -60,7 +60,10 @@ class ActorLoss(LossModule):
                                                                         return_norm_debias=True: debiased EMAs)
         loss  = mean_t w_t · −(log π(a_t|s_t)·sg((R_t − v_t)/S) + η·H[π(·|s_t)]),   η = 3e-4
 
-    Writes ``"lambda_return"`` and ``"weight"`` into the imagined tensordict for :class:`CriticLoss`.
+    Log-probabilities come from ``"policy"`` (the actor's distribution, written with its graph by
+    :class:`~torchrl_dreamerxp.modules.Imagination`) when present, else from running the actor again.
+    Writes ``"lambda_return"``, ``"weight"`` and ``"value_logits"`` (the critic's logits, with their
+    gradient graph) into the imagined tensordict for :class:`CriticLoss`.
     Returns ``loss_actor`` plus ``entropy``, ``return_scale``, ``advantage`` diagnostics.
 
     Examples:
@@ -83,6 +86,8 @@ class ActorLoss(LossModule):
         value: str = "value"
         lambda_return: str = "lambda_return"
         weight: str = "weight"
+        value_logits: str = "value_logits"
+        policy: str = "policy"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -103,17 +108,26 @@ class ActorLoss(LossModule):
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         k = self.tensor_keys
         feat = tensordict.get(k.feature)
+        # the critic's logits keep their graph: CriticLoss regresses these same logits instead of
+        # running the critic over the imagined batch again (the largest matmul of the update)
+        value_logits = self.critic(feat.detach())
         with torch.no_grad():
-            value = self.critic.predict(self.critic(feat))
+            value = self.critic.predict(value_logits.detach())
             reward, cont = tensordict.get(k.reward), tensordict.get(k.cont)
             ret = lambda_returns(reward[:, 1:], value[:, 1:], cont[:, 1:], value[:, -1], gamma=1.0, lmbda=self.lmbda)
             weight = torch.cumprod(cont, 1)
             self.return_norm.update(ret.reshape(-1, 1))
             scale = self.return_norm.scale()
             adv = (ret - value[:, :-1]) / scale
-        logp, ent = self.actor.log_prob(feat[:, :-1], tensordict.get(k.action)[:, :-1])
+        action = tensordict.get(k.action)[:, :-1]
+        policy = tensordict.get(k.policy, None)  # Imagination's actor output, still attached to its graph
+        if policy is None:
+            logp, ent = self.actor.log_prob(feat[:, :-1], action)
+        else:
+            logp, ent = self.actor.log_prob_entropy(policy[:, :-1], action)
         loss = (weight[:, :-1] * -(logp * adv + self.entropy_coef * ent)).mean()
         tensordict.set(k.value, value)
+        tensordict.set(k.value_logits, value_logits)
         tensordict.set(k.lambda_return, torch.cat([ret, value[:, -1:]], 1))
         tensordict.set(k.weight, weight)
         return TensorDict(

@@ -19,7 +19,8 @@ class CriticLoss(LossModule):
     The slow critic is this loss's target parameters (``target_critic_params``): keep it updated with
     ``torchrl.objectives.SoftUpdate(critic_loss, tau=0.02)`` after every optimizer step.
 
-    Imagined part, on ``("imagined", ...)`` ``[N, H+1]`` written by :class:`ActorLoss`::
+    Imagined part, on ``("imagined", ...)`` ``[N, H+1]`` written by :class:`ActorLoss` (its
+    ``"value_logits"``, the critic's logits with gradients, are reused when present)::
 
         loss_critic = mean_t w_t·(CE(v_θ(s_t), R_t) + slowreg·CE(v_θ(s_t), v_slow(s_t))),  t < H
 
@@ -56,6 +57,7 @@ class CriticLoss(LossModule):
         is_terminal: str = "is_terminal"
         is_last: str = "is_last"
         bootstrap: str = "bootstrap"
+        value_logits: str = "value_logits"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -76,15 +78,17 @@ class CriticLoss(LossModule):
         with torch.no_grad(), self.target_critic_params.to_module(self.critic):
             return self.critic.predict(self.critic(feat))
 
-    def _regression(self, feat, target):
-        logits = self.critic(feat)
+    def _regression(self, logits, feat, target):
         return self.critic.loss(logits, target) + self.slow_reg * self.critic.loss(logits, self._slow_value(feat))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         k = self.tensor_keys
         imag = tensordict.get("imagined")
         feat = imag.get(k.feature).detach()[:, :-1]
-        loss = imag.get(k.weight)[:, :-1] * self._regression(feat, imag.get(k.lambda_return)[:, :-1])
+        # ActorLoss already ran the critic on these features (with gradients): reuse, don't recompute
+        logits = imag.get(k.value_logits, None)
+        logits = self.critic(feat) if logits is None else logits[:, :-1]
+        loss = imag.get(k.weight)[:, :-1] * self._regression(logits, feat, imag.get(k.lambda_return)[:, :-1])
         out = {"loss_critic": loss.mean()}
         replay = tensordict.get("replay", None)
         if replay is not None:
@@ -98,14 +102,15 @@ class CriticLoss(LossModule):
         term = replay.get(k.is_terminal).reshape(shape).float()
         last = replay.get(k.is_last).reshape(shape).float()
         reward = replay.get(k.reward).reshape(shape).float()
+        logits = self.critic(feat)  # one forward serves the value estimate and the regression
         with torch.no_grad():
-            value = self.critic.predict(self.critic(feat))
+            value = self.critic.predict(logits.detach())
             # the official lambda_return bootstraps every step from the imagined return (``boot``), not the
             # critic: its ``val`` argument goes unused
             boot = replay.get(k.bootstrap).reshape(shape)
             ret = lambda_returns(reward[:, 1:], boot[:, 1:], 1.0 - term[:, 1:], boot[:, -1],
                                  gamma=self.gamma, lmbda=self.lmbda * (1.0 - last[:, 1:]))
-        loss = (1.0 - last[:, :-1]) * self._regression(feat[:, :-1], ret)
+        loss = (1.0 - last[:, :-1]) * self._regression(logits[:, :-1], feat[:, :-1], ret)
         return {
             "loss_critic_replay": self.replay_scale * loss.mean(),
             "value_error": (ret - value[:, :-1]).abs(),
