@@ -15,7 +15,6 @@ the ``uniform``/``dreamerv3`` variant shares its run directories with the plain 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -59,8 +58,10 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
 
 
 def read_run(run_dir: Path) -> dict:
-    rows = list(csv.DictReader(open(run_dir / "eval.csv")))
-    done = json.loads((run_dir / "done").read_text())
+    """The eval curve and counters (``experiments.store.read_run``) plus the best training episode."""
+    from torchrl_dreamerxp.experiments.store import read_run as read_run_dir
+
+    run = read_run_dir(run_dir)
     train_returns = []
     if (run_dir / "metrics.jsonl").exists():
         for line in open(run_dir / "metrics.jsonl"):
@@ -68,14 +69,30 @@ def read_run(run_dir: Path) -> dict:
             if "train/episode_return" in row:
                 train_returns.append(row["train/episode_return"])
     return {
-        "env_steps": [int(r["env_step"]) for r in rows],
-        "eval_return": [float(r["eval_return"]) for r in rows],
-        "random_return": done.get("random_return"),
-        "updates": done["updates"],
+        "env_steps": [step for step, _ in run["curve"]],
+        "eval_return": [ret for _, ret in run["curve"]],
+        "random_return": run["random_return"],
+        "updates": run["updates"],
         "max_train_return": max(train_returns) if train_returns else None,
         "train_episodes": len(train_returns),
-        "wall_time_s": done.get("wall_time_s"),
+        "wall_time_s": run["wall_time_s"],
     }
+
+
+def finish_plot(fig, ax, task: dict, title: str, out_png: Path) -> None:
+    """The bar line, labels and legend every learning plot shares; saves and closes the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
 
 
 def plot(task_name: str, task: dict, per_seed: dict, out_png: Path) -> None:
@@ -96,16 +113,7 @@ def plot(task_name: str, task: dict, per_seed: dict, out_png: Path) -> None:
     randoms = [r["random_return"] for r in per_seed.values() if r["random_return"] is not None]
     if randoms:
         ax.axhline(float(np.mean(randoms)), color="gray", linestyle="--", label="random policy")
-    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return")
-    ax.set_title(f"DreamerV3 on {task['env']} ({task['model']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    finish_plot(fig, ax, task, f"DreamerV3 on {task['env']} ({task['model']})", out_png)
 
 
 def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
@@ -125,16 +133,7 @@ def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
         for c in curves:
             ax.plot(steps, c[:n], color=color, alpha=0.25)
         ax.plot(steps, np.mean([c[:n] for c in curves], 0), color=color, linewidth=2, label=f"{name} (mean of {len(curves)})")
-    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return")
-    ax.set_title(f"{task['env']} ({task['model']})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    finish_plot(fig, ax, task, f"{task['env']} ({task['model']})", out_png)
 
 
 def summarize(per_seed: dict, bar: float) -> dict:

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
+from torchrl.data import Bounded, Composite, OneHot
 from torchrl.envs import EnvBase
+
+from .specs import done_spec, reward_spec
 
 __all__ = ["AtariEnv", "ATARI_DEFAULTS", "game_to_rom_id"]
 
@@ -190,13 +192,8 @@ class AtariEnv(EnvBase):
             shape=(),
         )
         self.action_spec = OneHot(len(self._actions), dtype=torch.int64, device=self.device)
-        self.reward_spec = Unbounded((1,), dtype=torch.float32, device=self.device)
-        self.done_spec = Composite(
-            done=Categorical(2, (1,), dtype=torch.bool, device=self.device),
-            terminated=Categorical(2, (1,), dtype=torch.bool, device=self.device),
-            truncated=Categorical(2, (1,), dtype=torch.bool, device=self.device),
-            shape=(),
-        )
+        self.reward_spec = reward_spec(self.device)
+        self.done_spec = done_spec(self.device)
 
     @property
     def action_meanings(self) -> list[str]:

@@ -12,8 +12,10 @@ import os
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import EnvBase
+
+from .specs import done_spec, reward_spec
 
 __all__ = ["DMCEnv", "DMC_DEFAULTS", "DMC_PROPRIO_DEFAULTS", "DEFAULT_CAMERAS", "resolve_task"]
 
@@ -148,13 +150,8 @@ class DMCEnv(EnvBase):
             obs_spec = Unbounded((obs_dim,), dtype=torch.float32, device=self.device)
             self.observation_spec = Composite(observation=obs_spec, shape=())
         self.action_spec = Bounded(-1.0, 1.0, act.shape, dtype=torch.float32, device=self.device)
-        self.reward_spec = Unbounded((1,), dtype=torch.float32, device=self.device)
-        self.done_spec = Composite(
-            done=Categorical(2, (1,), dtype=torch.bool, device=self.device),
-            terminated=Categorical(2, (1,), dtype=torch.bool, device=self.device),
-            truncated=Categorical(2, (1,), dtype=torch.bool, device=self.device),
-            shape=(),
-        )
+        self.reward_spec = reward_spec(self.device)
+        self.done_spec = done_spec(self.device)
 
     @property
     def physics(self):
