@@ -12,6 +12,7 @@ def fake_run(run_dir: Path, returns):
     rows = "".join(f"{2000 * (i + 1)},{r}\n" for i, r in enumerate(returns))
     (run_dir / "eval.csv").write_text("env_step,eval_return\n" + rows)
     (run_dir / "done").write_text(json.dumps({"updates": 10, "random_return": 20.0}))
+    (run_dir / "config.yaml").write_text("env: gym/CartPole-v1\nseed: 0\nxp: {name: none}\nmodel: {name: vector_small}\n")
 
 
 def test_compare_reads_finished_runs(tmp_path):
