@@ -201,3 +201,13 @@ def test_image_decoder_predicts_through_a_sigmoid():
     dec = Decoder(feat_dim=6, pixel_shape=(3, 64, 64), depth=2)
     pixels = dec(torch.randn(4, 6) * 100)["pixels"]
     assert pixels.shape == (4, 3, 64, 64) and float(pixels.min()) >= 0.0 and float(pixels.max()) <= 1.0
+
+
+def test_block_linear_is_a_block_diagonal_linear():
+    torch.manual_seed(0)
+    layer = BlockLinear(6, 4, blocks=2)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(3, 5, 6)
+    dense = torch.block_diag(*layer.weight)  # [6, 4]: block g maps input slice g to output slice g
+    torch.testing.assert_close(layer(x), x @ dense + layer.bias)

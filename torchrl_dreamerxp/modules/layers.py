@@ -104,8 +104,9 @@ class BlockLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = x.reshape(-1, self.blocks, x.shape[-1] // self.blocks).transpose(0, 1)  # [G, N, i]
-        y = torch.bmm(x, self.weight).transpose(0, 1)  # [N, G, o]
-        return y.reshape(*lead, -1) + self.bias
+        bias = self.bias.view(self.blocks, 1, -1)  # added inside the matmul, not in a pass of its own
+        y = torch.baddbmm(bias, x, self.weight).transpose(0, 1)  # [N, G, o]
+        return y.reshape(*lead, -1)
 
     def forward_with_shared(self, x: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
         """``forward`` of the input whose group ``g`` is ``[x_g, shared]``, without building that input.
@@ -126,7 +127,8 @@ class BlockLinear(nn.Module):
         if ix + shared.shape[-1] != self.weight.shape[1]:
             raise ValueError(f"group input {ix} + shared {shared.shape[-1]} != {self.weight.shape[1]}")
         w_shared = self.weight[:, ix:].permute(1, 0, 2).reshape(shared.shape[-1], -1)  # [s, G*o]
-        y_shared = (shared.reshape(-1, shared.shape[-1]) @ w_shared).view(-1, g, self.weight.shape[-1])
+        y_shared = torch.addmm(self.bias, shared.reshape(-1, shared.shape[-1]), w_shared)
         xg = x.reshape(-1, g, ix).transpose(0, 1)  # [G, N, ix]
-        y = torch.baddbmm(y_shared.transpose(0, 1), xg, self.weight[:, :ix]).transpose(0, 1)  # [N, G, o]
-        return y.reshape(*lead, -1) + self.bias
+        y_shared = y_shared.view(-1, g, self.weight.shape[-1]).transpose(0, 1)
+        y = torch.baddbmm(y_shared, xg, self.weight[:, :ix]).transpose(0, 1)  # [N, G, o]
+        return y.reshape(*lead, -1)
