@@ -33,7 +33,7 @@ TASKS = {
                      extra=["eval.every=3000", "eval.episodes=5"]),
     # exploration (intrinsic-reward issue): sparse goal reward (+100) with an action cost that teaches a
     # plain agent to stand still; "bar" is the goal (an episode return above 80 means the car got there)
-    "mountaincar": dict(env="gym/MountainCarContinuous-v0", model="vector_small", steps=30000, bar=80.0,
+    "mountaincar": dict(env="gym/MountainCarContinuous-v0", model="vector_small", steps=20000, bar=80.0,
                         extra=["eval.every=5000", "eval.episodes=3", "train_ratio=32"]),
 }
 
