@@ -39,3 +39,23 @@ def test_open_loop_video_from_a_checkpoint(tmp_path):
     gif = tmp_path / "open_loop.gif"
     assert "left real, right imagined" in run(EXAMPLES / "open_loop_video.py", "--run-dir", run_dir, "--out", gif)
     assert gif.read_bytes()[:6] == b"GIF89a"
+
+
+def test_every_public_class_and_function_has_a_runnable_example():
+    # the doctests themselves run in every `make test` (pytest.ini: --doctest-modules)
+    import importlib
+    import inspect
+    import pkgutil
+
+    import torchrl_dreamerxp
+
+    missing = []
+    for info in pkgutil.walk_packages(torchrl_dreamerxp.__path__, "torchrl_dreamerxp."):
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ == module.__name__:
+                doc = inspect.getdoc(obj) or ""
+                if "Examples:" not in doc or ">>>" not in doc:
+                    missing.append(f"{module.__name__}.{name}")
+    assert not missing, f"public API without an Examples: block: {missing}"

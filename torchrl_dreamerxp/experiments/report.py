@@ -38,6 +38,15 @@ def load_rows(results_dir: Path | None = None, experiment: str | None = None, ru
     """Rows of a results store, or of the run directories matched by the glob ``runs`` (with a ``config.yaml``).
 
     Run-directory rows are grouped by the method, env and seed their saved config names.
+
+    Examples:
+        >>> import tempfile
+        >>> from torchrl_dreamerxp.experiments.store import ResultsStore
+        >>> root = Path(tempfile.mkdtemp())
+        >>> ResultsStore(root, "demo").record("run0", {"env": "gym/CartPole-v1", "method": "dreamerv3", "seed": 0,
+        ...                                            "final_return": 200.0, "status": "done", "curve": [(10, 200.0)]})
+        >>> [(r["run_id"], r["final_return"], r["curve"]) for r in load_rows(root, "demo")]
+        [('run0', 200.0, [(10, 200.0)])]
     """
     if runs:
         dirs = sorted(p for p in map(Path, glob.glob(runs)) if (p / "config.yaml").exists())
@@ -63,7 +72,13 @@ def _finite(x) -> bool:
 
 
 def finals_table(rows: list[dict]) -> list[dict]:
-    """Per (env, method): n, mean, std (ddof 1; 0 for one seed), min, max of the final return."""
+    """Per (env, method): n, mean, std (ddof 1; 0 for one seed), min, max of the final return.
+
+    Examples:
+        >>> rows = [{"env": "e", "method": "m", "final_return": v} for v in (1.0, 3.0)]
+        >>> finals_table(rows)
+        [{'env': 'e', 'method': 'm', 'n': 2, 'mean': 2.0, 'std': 1.4142135623730951, 'min': 1.0, 'max': 3.0}]
+    """
     groups: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         if r.get("status", "done") == "done" and _finite(r.get("final_return")):
@@ -77,7 +92,13 @@ def finals_table(rows: list[dict]) -> list[dict]:
 
 
 def env_reference(rows: list[dict], key: str = "final_return") -> dict[str, tuple[float, float]]:
-    """env -> ``(R_random, R_best)`` of the self-normalized score (see the module docstring)."""
+    """env -> ``(R_random, R_best)`` of the self-normalized score (see the module docstring).
+
+    Examples:
+        >>> env_reference([{"env": "e", "final_return": 10.0, "random_return": 2.0},
+        ...                {"env": "e", "final_return": 4.0, "random_return": 4.0}])
+        {'e': (3.0, 10.0)}
+    """
     by_env: dict[str, list[dict]] = {}
     for r in rows:
         if _finite(r.get(key)):
@@ -142,7 +163,15 @@ def _quiet_rliable():
 
 def aggregate_table(rows: list[dict], scores: dict[str, float], stats=("mean", "median", "iqm"), reps: int = 2000,
                     seed: int = 0) -> list[dict]:
-    """Per method and statistic: the point estimate and its 95% stratified bootstrap interval (rliable)."""
+    """Per method and statistic: the point estimate and its 95% stratified bootstrap interval (rliable).
+
+    Examples:
+        >>> rows = [{"run_id": f"{m}{s}", "method": m, "env": "e", "seed": s} for m in "ab" for s in range(3)]
+        >>> scores = {"a0": 0.2, "a1": 0.4, "a2": 0.6, "b0": 1.0, "b1": 1.0, "b2": 1.0}
+        >>> table = aggregate_table(rows, scores, stats=("mean",), reps=200)
+        >>> [(r["method"], r["stat"], round(r["value"], 3)) for r in table]
+        [('a', 'mean', 0.4), ('b', 'mean', 1.0)]
+    """
     from rliable import library as rly
     from rliable import metrics
 
@@ -365,7 +394,19 @@ def _plot_profile(rows, scores, out: Path, reps: int) -> Path | None:
 
 def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=(), stats=("mean", "median", "iqm"),
                  log_scale="auto", latex=False, reps=2000) -> dict:
-    """Write every table and plot for ``rows`` (filtered by ``methods`` and ``envs``) into ``out``."""
+    """Write every table and plot for ``rows`` (filtered by ``methods`` and ``envs``) into ``out``.
+
+    Examples:
+        >>> import tempfile
+        >>> rows = [{"run_id": f"{m}{s}", "method": m, "env": "gym/CartPole-v1", "seed": s, "status": "done",
+        ...          "final_return": 100.0 * (s + 1) + (m == "b") * 50, "best_return": 400.0, "random_return": 20.0,
+        ...          "curve": [(1000, 50.0), (2000, 100.0 * (s + 1))], "metrics": {"train/loss": 1.0}}
+        ...         for m in "ab" for s in range(2)]
+        >>> out = Path(tempfile.mkdtemp())
+        >>> _ = write_report(rows, out, reps=100)
+        >>> (out / "finals.md").exists()
+        True
+    """
     unknown = [s for s in stats if s not in STATS]
     if unknown:
         raise ValueError(f"unknown statistics {unknown}; choose from {list(STATS)}")

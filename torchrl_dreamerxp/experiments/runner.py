@@ -50,6 +50,15 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     without ``done`` is resumed from its last checkpoint. ``parallel`` runs share the CPU cores
     (``cores // parallel`` torch threads each). A run that fails is stored with ``status=failed`` and
     the end of its error output; the other runs go on.
+
+    Examples:
+        >>> from torchrl_dreamerxp.experiments.spec import Experiment
+        >>> exp = Experiment("demo", "", ["dreamerv3", "prioritized"], {"gym/CartPole-v1": ["steps=100"]}, [])
+        >>> run_experiment(exp, [0], runs_dir=Path("/tmp/demo_runs"), dry_run=True)  # doctest: +ELLIPSIS
+        new     dreamerv3__gym_CartPole-v1__seed0 ...
+        new     prioritized__gym_CartPole-v1__seed0 ...
+        2 runs (demo: 2 methods x 1 envs x 1 seeds)
+        []
     """
     runs = exp.runs(seeds, runs_dir)
     if dry_run:

@@ -41,6 +41,15 @@ def read_run(run_dir: Path) -> dict:
 
     Works on any run of ``recipes/train.py`` (inside an experiment or not). ``status`` is ``done`` when the
     run wrote ``done``, else ``incomplete``.
+
+    Examples:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "config.yaml").write_text("env: gym/CartPole-v1\\nseed: 1\\nxp: {name: prioritized}\\n")
+        >>> _ = (run / "eval.csv").write_text("env_step,eval_return\\n1000,20.0\\n2000,60.0\\n")
+        >>> r = read_run(run)
+        >>> r["method"], r["seed"], r["status"], r["final_return"], r["best_return"]
+        ('prioritized', 1, 'incomplete', 60.0, 60.0)
     """
     run_dir = Path(run_dir)
     cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
@@ -71,7 +80,16 @@ def read_run(run_dir: Path) -> dict:
 
 
 class ResultsStore:
-    """``results/<experiment>/``: rows of runs, their curves, and the experiment's description."""
+    """``results/<experiment>/``: rows of runs, their curves, and the experiment's description.
+
+    Examples:
+        >>> import tempfile
+        >>> store = ResultsStore(Path(tempfile.mkdtemp()), "demo")
+        >>> store.record("run0", {"env": "gym/CartPole-v1", "method": "dreamerv3", "seed": 0, "final_return": 9.0,
+        ...                       "status": "done", "curve": [(100, 9.0)]})
+        >>> [(r["run_id"], r["final_return"]) for r in store.rows()], store.csv.exists()
+        ([('run0', 9.0)], True)
+    """
 
     def __init__(self, root: Path, experiment: str):
         self.dir = Path(root) / experiment

@@ -160,7 +160,14 @@ def latest_checkpoint(directory: Path) -> Path | None:
 def read_counters(path: Path) -> dict:
     """The counters of a checkpoint (env steps, updates, replay capacity, ...) without loading it.
 
-    The round trip in the examples of :func:`save_checkpoint` uses it.
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> torch.save({"counters": {"env_steps": 5, "updates": 1}}, folder / "state.pt")
+        >>> read_counters(folder)
+        {'env_steps': 5, 'updates': 1}
+
+    The round trip in the examples of :func:`save_checkpoint` uses it on a real checkpoint.
     """
     return torch.load(Path(path) / "state.pt", weights_only=False)["counters"]
 
@@ -168,7 +175,22 @@ def read_counters(path: Path) -> dict:
 def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters.
 
-    The round trip in the examples of :func:`save_checkpoint` uses it.
+    Examples:
+        >>> import tempfile
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> def learner():
+        ...     wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        ...     feat = wm.rssm.feature_dim()
+        ...     return Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1), horizon=3)
+        >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
+        >>> path = save_checkpoint(Path(tempfile.mkdtemp()), learner(), replay, {"env_steps": 7})
+        >>> restored_replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> load_checkpoint(path, learner(), restored_replay), len(restored_replay)
+        ({'env_steps': 7}, 4)
     """
     state = torch.load(Path(path) / "state.pt", weights_only=False)
     learner.load_state_dict(state["learner"])
@@ -204,6 +226,25 @@ def fingerprint(learner, replay_buffer) -> dict[str, str]:
     ``replay`` (every stored step), ``sampler`` (e.g. the trajectory priorities), ``rng``
     (torch, numpy and Python generators) and ``replay_rows`` (the number of stored steps, not a hash).
     The round trip in the examples of :func:`save_checkpoint` uses it.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> def learner():
+        ...     wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        ...     feat = wm.rssm.feature_dim()
+        ...     return Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1), horizon=3)
+        >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
+        >>> source = learner()
+        >>> before = fingerprint(source, replay)
+        >>> with torch.no_grad():
+        ...     _ = source.critic.net[0].weight.add_(1.0)
+        >>> after = fingerprint(source, replay)
+        >>> before["modules"] != after["modules"], before["replay"] == after["replay"]
+        (True, True)
     """
     def sha(value):
         h = hashlib.sha1()

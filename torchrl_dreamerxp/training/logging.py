@@ -17,6 +17,17 @@ class RunLogger:
 
     ``logger.mode``: ``offline`` (default, ``run_dir/wandb/offline-run-*``, sync later with
     ``wandb sync``), ``online`` (needs an account) or ``disabled``/``none`` (files only).
+
+    Examples:
+        >>> import tempfile
+        >>> from omegaconf import OmegaConf
+        >>> run = Path(tempfile.mkdtemp())
+        >>> logger = RunLogger(run, OmegaConf.create({"logger": {"mode": "disabled"}}))
+        >>> logger.log({"train/loss": 0.5}, step=16)
+        >>> logger.log_eval(2000, 21.5)
+        >>> logger.finish()
+        >>> (run / "eval.csv").read_text().splitlines()
+        ['env_step,eval_return', '2000,21.5']
     """
 
     def __init__(self, run_dir: Path, cfg, resume_step: int | None = None):
@@ -102,8 +113,23 @@ def _truncate_after(path: Path, step: int, header: bool) -> None:
 
 @torch.no_grad()
 def open_loop_frames(learner, batch, context: int = 5, max_videos: int = 4):
-    """Real vs predicted frames ``[T, 3, H, 2W]`` uint8: the posterior for ``context`` steps, then the
-    prior driven by the replayed actions, decoded (the official ``report`` video)."""
+    """Real vs predicted frames ``[T, 3, B·H, 2W]`` uint8 (real left, predicted right, the first ``max_videos``
+    sequences stacked vertically): the posterior for ``context`` steps, then the
+    prior driven by the replayed actions, decoded (the official ``report`` video); ``None`` without pixels.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> wm = WorldModel(action_dim=2, pixel_shape=(3, 16, 16), deter=16, hidden=8, stoch=4, classes=4, units=8,
+        ...                 blocks=4, depth=4, strided_cnn=True)
+        >>> feat = wm.rssm.feature_dim()
+        >>> learner = Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1))
+        >>> batch = TensorDict({"pixels": torch.zeros(2, 8, 3, 16, 16, dtype=torch.uint8),
+        ...                     "action": torch.zeros(2, 8, 2), "is_first": torch.zeros(2, 8, dtype=torch.bool)}, [2, 8])
+        >>> open_loop_frames(learner, batch, context=3).shape  # 2 sequences of 8 frames
+        torch.Size([8, 3, 32, 32])
+    """
     wm = learner.world_model
     if "pixels" not in wm.obs_keys:
         return None
@@ -126,7 +152,16 @@ def open_loop_frames(learner, batch, context: int = 5, max_videos: int = 4):
 
 
 def plot_returns(eval_csv: Path, out_png: Path, title: str = "", random_return: float | None = None) -> None:
-    """Evaluation return over env steps, as a PNG next to the run."""
+    """Evaluation return over env steps, as a PNG next to the run.
+
+    Examples:
+        >>> import tempfile
+        >>> run = Path(tempfile.mkdtemp())
+        >>> _ = (run / "eval.csv").write_text("env_step,eval_return\\n1000,20.0\\n2000,60.0\\n")
+        >>> plot_returns(run / "eval.csv", run / "returns.png", title="demo", random_return=18.0)
+        >>> (run / "returns.png").stat().st_size > 1000
+        True
+    """
     import matplotlib
 
     matplotlib.use("Agg")
