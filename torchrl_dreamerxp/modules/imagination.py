@@ -22,8 +22,9 @@ class Imagination(nn.Module):
 
     The output holds ``"deter"``, ``"stoch"``, ``"feature"``, ``"action"`` (action taken at each state,
     the last one sampled at the final state), ``"policy"`` (the actor's distribution parameters at each
-    state, :meth:`Actor.dist_params`, with gradients to the actor when the caller records them), ``"reward"`` (reward head, ``reward[:, t]`` is the reward
-    of arriving at state ``t``) and ``"continue"`` (continue head probability, discount included).
+    state, :meth:`Actor.dist_params`, with gradients to the actor when the caller records them),
+    ``"reward"`` (reward head, ``reward[:, t]`` is the reward of arriving at state ``t``) and
+    ``"continue"`` (continue head probability, discount included).
     ``reward_transform`` (e.g. :class:`~torchrl_dreamerxp.transforms.IntrinsicRewardTransform`) may
     rewrite ``"reward"`` before any return is computed.
 

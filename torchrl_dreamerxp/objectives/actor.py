@@ -109,7 +109,7 @@ class ActorLoss(LossModule):
         k = self.tensor_keys
         feat = tensordict.get(k.feature)
         # the critic's logits keep their graph: CriticLoss regresses these same logits instead of
-        # running the critic over the imagined batch again (the largest matmul of the update)
+        # running the critic over the N·(H+1) imagined states again
         value_logits = self.critic(feat.detach())
         with torch.no_grad():
             value = self.critic.predict(value_logits.detach())
