@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads next to the env (ARCHITECTURE.md §5)
@@ -23,13 +24,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchrl.collectors import Collector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
-from torchrl.envs import RewardSum, TransformedEnv
+from torchrl.envs import EnvCreator, ParallelEnv, RewardSum, TransformedEnv
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from torchrl_dreamerxp.envs import make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
-from torchrl_dreamerxp.replay import ContiguousSliceSampler, PrioritizedTrajectorySampler  # noqa: E402
+from torchrl_dreamerxp.replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler  # noqa: E402
 from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
 from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, env_shapes  # noqa: E402
 from torchrl_dreamerxp.training.config_check import validate_config  # noqa: E402
@@ -42,6 +43,18 @@ from torchrl_dreamerxp.training.replay_context import write_back_states  # noqa:
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
+def make_training_env(cfg: DictConfig):
+    """The env the collector steps: one env in this process, or ``cfg.envs`` envs in worker processes.
+
+    Parallel envs run one thread each; the policy still runs here, batched over the envs.
+    """
+    if cfg.envs == 1:
+        return make_env(cfg.env, seed=cfg.seed, device=cfg.device, **cfg.env_kwargs)
+    make_one = partial(make_env, cfg.env, seed=cfg.seed, device=cfg.device,
+                       **OmegaConf.to_container(cfg.env_kwargs, resolve=True))
+    return ParallelEnv(cfg.envs, EnvCreator(make_one), num_sub_threads=1)
+
+
 def run(cfg: DictConfig) -> Path:
     validate_config(cfg)  # a typo or an impossible value fails here, before anything is built
     run_dir = Path(cfg.run_dir).resolve()
@@ -52,7 +65,7 @@ def run(cfg: DictConfig) -> Path:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     # --- envs and networks -------------------------------------------------------------------
-    env = make_env(cfg.env, seed=cfg.seed, device=cfg.device, **cfg.env_kwargs)
+    env = make_training_env(cfg)
     eval_env = make_env(cfg.env, seed=cfg.seed + 10_000, device=cfg.device, **cfg.env_kwargs)
     shapes = env_shapes(env)
     world_model, actor, critic = build_networks(cfg.model, shapes)
@@ -80,15 +93,19 @@ def run(cfg: DictConfig) -> Path:
     last = latest_checkpoint(ckpt_dir) if cfg.resume else None
     # resets add rows; never allocate more than the run needs (a resumed run keeps its capacity)
     size = (read_counters(last)["replay_capacity"] if last is not None
-            else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len))
+            else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len * cfg.envs))
+    size -= size % cfg.envs  # one equal lane per env
     # the memory-mapped files of an earlier (crashed) process are stale: a resume refills from the checkpoint
     shutil.rmtree(run_dir / "replay_scratch", ignore_errors=True)
     storage = (LazyMemmapStorage(size, scratch_dir=run_dir / "replay_scratch") if size > cfg.replay_memmap_above
                else LazyTensorStorage(size))
     prioritized = cfg.xp.prioritized
     sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if prioritized
-               else ContiguousSliceSampler(slice_len))
-    replay = TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=cfg.batch_size * slice_len)
+               else ContiguousSliceSampler(slice_len, lanes=cfg.envs))
+    # parallel envs: each env's steps go to its own lane, so a slice never mixes two envs
+    lane_key = "lane" if cfg.envs > 1 else None
+    replay = TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=cfg.batch_size * slice_len,
+                                    **({"writer": LaneWriter(cfg.envs, lane_key)} if lane_key else {}))
     state_shapes = {"deter": (world_model.rssm.deter,), "stoch": (world_model.rssm.stoch, world_model.rssm.classes)}
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
 
@@ -136,7 +153,7 @@ def run(cfg: DictConfig) -> Path:
         if batch is None:  # resumed: the round whose checkpoint we loaded
             finished, frames = resumed_round["returns"], 0
         else:
-            replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes))
+            replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes, lane_key=lane_key))
             frames = batch.numel()
             counters["env_steps"] += frames
             done = batch["next", "done"].reshape(-1)

@@ -63,6 +63,9 @@ BAD = [
     (["xp=prioritized", "xp.replay.alpha=0"], "xp.replay.alpha", "> 0"),
     (["prefill=10"], "prefill", "batch_length + replay_context"),
     (["xp=intrinsic", "xp.name=full"], "xp.name", "does not match"),
+    (["envs=0"], "envs", ">= 1"),
+    (["envs=3", "frames_per_batch=16"], "frames_per_batch", "multiple of envs=3"),
+    (["envs=2", "xp=prioritized"], "envs", "one stream"),
 ]
 
 

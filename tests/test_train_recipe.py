@@ -52,6 +52,18 @@ def test_vector_run_writes_the_run_directory_and_resumes(tmp_path):
     assert steps == sorted(steps)
 
 
+def test_parallel_envs_run_and_resume(tmp_path):
+    # two CartPole envs in worker processes, each writing its own replay lane
+    overrides = ["env=gym/CartPole-v1", "envs=2", "eval.every=80", "checkpoint_every=80"]
+    run_dir = train_recipe.run(config(tmp_path, *overrides, "steps=160"))
+    counters = json.loads((run_dir / "done").read_text())
+    assert counters["env_steps"] == 160 and counters["updates"] == 112 and counters["episodes"] > 0
+    (run_dir / "done").unlink()
+    train_recipe.run(config(tmp_path, *overrides, "steps=240", "resume=true"))
+    assert [int(r["env_step"]) for r in read_eval(run_dir)] == [80, 160, 240]
+    assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16
+
+
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     cfg = config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "checkpoint_every=1000")
     (tmp_path / "eval.csv").write_text("env_step,eval_return\n999,1.0\n")  # left by a crashed run

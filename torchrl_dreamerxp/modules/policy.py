@@ -50,6 +50,7 @@ class DreamerPolicy(TensorDictModuleBase):
                 prev_action=Unbounded(shape=(self.actor.action_dim,)),
             ),
             default_value=0.0,
+            expand_specs=True,  # a batched env (parallel envs) gets one state per env
         )
 
     @torch.no_grad()

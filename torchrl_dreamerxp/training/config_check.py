@@ -60,6 +60,7 @@ RULES = {
     "replay_memmap_above": (_int(0), "an integer >= 0"),
     "prefill": (_int(0), "an integer >= 0"),
     "frames_per_batch": (_int(1), "an integer >= 1"),
+    "envs": (_int(1), "an integer >= 1 (training envs; > 1 steps them in worker processes)"),
     "threads": (_int(0), "an integer >= 0 (0: torch's default)"),
     "checkpoint_every": (_int(1), "an integer >= 1 (env steps)"),
     "checkpoint_keep": (_int(1), "an integer >= 1"),
@@ -180,6 +181,12 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
         if flags[cfg.xp.name] != have:
             problems.append(f"xp.name={cfg.xp.name!r}: does not match xp.prioritized={have[0]}, xp.intrinsic={have[1]} "
                             f"(choose the method with xp=<none|prioritized|intrinsic|full>)")
+    if ok("envs", "frames_per_batch") and cfg.frames_per_batch % cfg.envs:
+        problems.append(f"frames_per_batch={cfg.frames_per_batch}: must be a multiple of envs={cfg.envs} "
+                        f"(each env steps frames_per_batch / envs times per round)")
+    if ok("envs") and cfg.envs > 1 and cfg.get("xp") is not None and cfg.xp.get("prioritized", False):
+        problems.append(f"envs={cfg.envs}: the prioritized trajectory sampler reads one stream of steps; use envs=1 "
+                        f"with xp={cfg.xp.name} (parallel envs work with the uniform replay, xp=none|intrinsic)")
     if ok("model.deter", "model.blocks") and cfg.model.deter % cfg.model.blocks:
         problems.append(f"model.deter={cfg.model.deter}: must be divisible by model.blocks={cfg.model.blocks}")
     if cfg.get("xp") is not None and cfg.xp.get("intrinsic", False) and ok("xp.scheduler.name"):

@@ -7,7 +7,8 @@ from tensordict import TensorDict, TensorDictBase
 __all__ = ["to_dreamer_layout"]
 
 
-def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, tuple[int, ...]]) -> TensorDictBase:
+def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, tuple[int, ...]],
+                      lane_key: str | None = None) -> TensorDictBase:
     """Rows ``(o_t, a_{t−1}, r_t, is_first, is_terminal, is_last)`` from collector transitions.
 
     A collector row holds ``o_t``, ``a_t`` and under ``"next"`` ``r_{t+1}``, ``o_{t+1}``, ``terminated``,
@@ -20,6 +21,8 @@ def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, t
         batch: collector output ``[N]`` (one env) or ``[E, N]`` (each env's steps become one block).
         obs_keys: observation keys to store (``"observation"``, ``"pixels"``).
         state_shapes: ``{"deter": (D,), "stoch": (S, C)}``.
+        lane_key: for an ``[E, N]`` batch, an entry naming each row's env (its lane for
+            :class:`~torchrl_dreamerxp.replay.LaneWriter`); ``None`` adds none.
 
     Examples:
         >>> batch = TensorDict({"observation": torch.zeros(3, 1), "action": torch.ones(3, 2),
@@ -30,7 +33,11 @@ def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, t
         tensor([ True, False, False, False])
     """
     if batch.batch_dims == 2:
-        return torch.cat([to_dreamer_layout(b, obs_keys, state_shapes) for b in batch.unbind(0)], 0)
+        blocks = [to_dreamer_layout(b, obs_keys, state_shapes) for b in batch.unbind(0)]
+        if lane_key is not None:
+            for env_index, block in enumerate(blocks):
+                block[lane_key] = torch.full((block.shape[0],), env_index, dtype=torch.long)
+        return torch.cat(blocks, 0)
     n = batch.shape[0]
     nxt = batch["next"]
     action = batch["action"].float()
