@@ -63,6 +63,8 @@ WORKLOADS = {
     # XP latent reward disagreement on: the ensemble's share of the update (K = 5, latent mode)
     "ours_intrinsic-size12m-vector": ("ours_intrinsic", "size12m", "vector"),
     "torchrl-size12m-pixels": ("torchrl", "size12m", "pixels"),
+    # compile=true: torch.compile of the RSSM steps (the first warm-up update includes the compilation)
+    "ours_compiled-size12m-vector": ("ours_compiled", "size12m", "vector"),
 }
 QUICK = {
     "ours-tiny-vector": ("ours", "tiny", "vector"),
@@ -70,6 +72,7 @@ QUICK = {
     "ours-tiny-pixels": ("ours", "tiny", "pixels"),
     "ours_intrinsic-tiny-vector": ("ours_intrinsic", "tiny", "vector"),
     "torchrl-tiny-pixels": ("torchrl", "tiny", "pixels"),
+    "ours_compiled-tiny-vector": ("ours_compiled", "tiny", "vector"),
 }
 
 
@@ -103,10 +106,14 @@ def timed(fn, totals: dict, key: str):
     return wrapper
 
 
-def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False):
+def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False,
+               compiled: bool = False):
     """``intrinsic=True`` adds the XP reward ensemble as ``xp=intrinsic`` configures it and times its two
-    parts inside each update: scoring the imagined trajectory (the transform) and its own training step."""
+    parts inside each update: scoring the imagined trajectory (the transform) and its own training step.
+    ``compiled=True`` compiles the RSSM steps as ``compile=true`` does in the recipe."""
     learner, data, params, sizes = build_learner(preset, kind, batch, seq, horizon, intrinsic)
+    if compiled:
+        learner.world_model.rssm.compile_steps(dynamic=False)
     if not intrinsic:
         return (lambda: learner.update(data)), params, sizes
     probe = {"ensemble_s": 0.0}
@@ -409,13 +416,17 @@ def run_one(name: str, spec, args) -> dict:
     torch.manual_seed(0)
     rss_import = rss_mb()  # after `import torch` only
     build = {"ours": build_ours, "torchrl": build_torchrl,
-             "ours_intrinsic": lambda *a: build_ours(*a, intrinsic=True)}[impl]
+             "ours_intrinsic": lambda *a: build_ours(*a, intrinsic=True),
+             "ours_compiled": lambda *a: build_ours(*a, compiled=True)}[impl]
     t0 = time.perf_counter()
     update, params, sizes = build(preset, kind, args.batch, args.seq, args.horizon)
     build_s = time.perf_counter() - t0
     rss_built = rss_mb()
+    warmup_s = []
     for _ in range(args.warmup):
+        t = time.perf_counter()
         update()
+        warmup_s.append(time.perf_counter() - t)
     times, ensemble = [], []
     for _ in range(args.iters):
         t = time.perf_counter()
@@ -436,7 +447,9 @@ def run_one(name: str, spec, args) -> dict:
         "batch": args.batch, "seq": args.seq, "horizon": args.horizon,
         "warmup": args.warmup, "iters": args.iters, "threads": torch.get_num_threads(),
         "sec_per_update_median": statistics.median(times), "sec_per_update_min": min(times),
-        "sec_per_update_all": times, "build_s": build_s,
+        "sec_per_update_all": times, "build_s": build_s, "warmup_s": warmup_s,
+        # compilation (and first-call allocation) cost: the warm-up updates beyond steady-state ones
+        "first_updates_overhead_s": sum(warmup_s) - len(warmup_s) * statistics.median(times),
         "peak_rss_mb": rss_mb(), "rss_after_torch_import_mb": rss_import, "rss_after_build_mb": rss_built,
         "peak_rss_above_torch_import_mb": rss_mb() - rss_import, **extra,
     }
@@ -523,6 +536,11 @@ def main(argv=None) -> int:
     ratios = {}
     for (impl, preset, kind), r in by_key.items():
         ours = by_key.get(("ours", preset, kind))
+        if impl == "ours_compiled" and ours is not None and "error" not in r and "error" not in ours:
+            ratios[f"{preset}/{kind}/compiled"] = {
+                "compiled_over_eager_median": r["sec_per_update_median"] / ours["sec_per_update_median"],
+                "compile_overhead_s": r["first_updates_overhead_s"],
+            }
         if impl != "torchrl" or ours is None:
             continue
         ok = "error" not in r and "error" not in ours
@@ -587,6 +605,10 @@ def main(argv=None) -> int:
             print(f"{r['name']}: reward ensemble {r['ensemble_sec_per_update_median']:.3f} s per update, "
                   f"{100 * r['ensemble_share_median']:.1f}% of the update (median)")
     for key, r in ratios.items():
+        if "compiled_over_eager_median" in r:
+            print(f"compiled/eager {key}: {r['compiled_over_eager_median']:.2f}x (median), "
+                  f"compilation about {r['compile_overhead_s']:.0f} s")
+            continue
         med = r["torchrl_over_ours_median"]
         print(f"torchrl/ours {key}: " + (f"{med:.2f}x (median)" if med is not None and math.isfinite(med) else "n/a"))
     print(f"wrote {args.out}")

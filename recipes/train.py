@@ -52,7 +52,9 @@ def make_training_env(cfg: DictConfig):
         return make_env(cfg.env, seed=cfg.seed, device=cfg.device, **cfg.env_kwargs)
     make_one = partial(make_env, cfg.env, seed=cfg.seed, device=cfg.device,
                        **OmegaConf.to_container(cfg.env_kwargs, resolve=True))
-    return ParallelEnv(cfg.envs, EnvCreator(make_one), num_sub_threads=1)
+    # num_threads: by default ParallelEnv lowers this process's torch threads by one per worker (to one
+    # here), which slowed the learner by 31% at the official Atari train ratio (benchmarks/run_throughput.py)
+    return ParallelEnv(cfg.envs, EnvCreator(make_one), num_sub_threads=1, num_threads=torch.get_num_threads())
 
 
 def run(cfg: DictConfig) -> Path:
@@ -69,6 +71,8 @@ def run(cfg: DictConfig) -> Path:
     eval_env = make_env(cfg.env, seed=cfg.seed + 10_000, device=cfg.device, **cfg.env_kwargs)
     shapes = env_shapes(env)
     world_model, actor, critic = build_networks(cfg.model, shapes)
+    if cfg.compile:  # optional: the RSSM steps compiled on first use (the first updates take longer)
+        world_model.rssm.compile_steps(dynamic=False)
     policy = DreamerPolicy(world_model, actor)
     env = TransformedEnv(env, policy.make_primer())
     env.append_transform(RewardSum())

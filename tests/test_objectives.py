@@ -260,3 +260,36 @@ def test_reused_actor_and_critic_outputs_change_neither_losses_nor_gradients(dis
     assert len(fast[2]) == len(plain[2]) > 0
     for a, b in zip(fast[2], plain[2]):
         torch.testing.assert_close(a, b)
+
+
+def test_compiled_rssm_steps_change_neither_losses_nor_gradients():
+    # compile=true (RSSM.compile_steps) is a speed option only: with inductor drawing random numbers as eager
+    # does (fallback_random), a compiled update gives the eager update's losses and gradients
+    import torch._inductor.config as inductor_config
+
+    torch.manual_seed(0)
+    wm = tiny_world_model()
+    learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1),
+                      TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3)
+    batch = replay_batch()
+    params = [p for g in learner.optimizer.param_groups for p in g["params"]]
+    norm_state = {k: v.clone() for k, v in learner.actor_loss.return_norm.state_dict().items()}
+
+    def losses_and_grads():
+        torch.manual_seed(1)
+        learner.actor_loss.return_norm.load_state_dict(norm_state)
+        losses, _ = learner.losses(batch)
+        total = sum(v for k, v in losses.items() if k.startswith("loss_"))
+        return {k: v.detach() for k, v in losses.items()}, torch.autograd.grad(total, params, allow_unused=True)
+
+    eager_losses, eager_grads = losses_and_grads()
+    with inductor_config.patch(fallback_random=True):
+        wm.rssm.compile_steps(dynamic=False)
+        compiled_losses, compiled_grads = losses_and_grads()
+    assert sorted(compiled_losses) == sorted(eager_losses) and len(eager_losses) >= 5
+    for key in eager_losses:
+        torch.testing.assert_close(compiled_losses[key], eager_losses[key], rtol=1e-4, atol=1e-5, msg=key)
+    for a, b in zip(compiled_grads, eager_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -193,6 +193,27 @@ class RSSM(nn.Module):
         logits = self.prior_logits(deter)
         return deter, self.sample(logits), logits
 
+    def compile_steps(self, **compile_kwargs) -> "RSSM":
+        """Compiles :meth:`obs_step` and :meth:`img_step` with ``torch.compile`` (optional; same math).
+
+        The two steps run 64 and 15 times per update on small tensors; compiling fuses their elementwise
+        work (RMSNorm, SiLU, GRU gates, unimix, sampling). Measured at ``size12m`` on 2 CPU threads: 2.67 s
+        → 2.22 s per update after about 16 s of compilation (``benchmarks/update_speed.py``). Each new
+        batch size (acting, training, imagination) compiles once. Compiled sampling draws its own random
+        numbers (inductor's RNG), so a compiled run is not bit-identical to an eager one.
+
+        Args:
+            **compile_kwargs: passed to ``torch.compile`` (e.g. ``dynamic=False``, ``mode``).
+
+        Examples:
+            >>> rssm = RSSM(action_dim=2, embed_dim=3, deter=16, hidden=8, stoch=4, classes=4, blocks=4)
+            >>> rssm.compile_steps(dynamic=False) is rssm
+            True
+        """
+        self.obs_step = torch.compile(self.obs_step, **compile_kwargs)
+        self.img_step = torch.compile(self.img_step, **compile_kwargs)
+        return self
+
     def observe(self, embed, prev_action, is_first, deter, stoch):
         """Posterior states over a sequence ``[B, T]`` from a start state ``(deter, stoch)``.
 

@@ -66,6 +66,7 @@ RULES = {
     "checkpoint_keep": (_int(1), "an integer >= 1"),
     "max_nonfinite_updates": (_int(1), "an integer >= 1"),
     "resume": (_bool, "true or false"),
+    "compile": (_bool, "true or false"),
     "progress": (_bool, "true or false"),
     "agent.horizon": (_int(1), "an integer >= 1"),
     "agent.lr": (_num(0, lo_open=True), "a number > 0"),
