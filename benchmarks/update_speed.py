@@ -26,6 +26,7 @@ Usage:
     python benchmarks/update_speed.py [--iters 5] [--warmup 2] [--threads 2]
     python benchmarks/update_speed.py --quick        # tiny sizes, 2×8 batch, horizon 3: smoke test
     python benchmarks/update_speed.py --workloads ours-size12m-vector torchrl-size12m-vector
+    python benchmarks/update_speed.py --tune-malloc ...   # glibc malloc tuned in every workload
 
 Writes ``benchmarks/results/update_speed.json`` (``--out``).
 """
@@ -74,6 +75,22 @@ QUICK = {
     "torchrl-tiny-pixels": ("torchrl", "tiny", "pixels"),
     "ours_compiled-tiny-vector": ("ours_compiled", "tiny", "vector"),
 }
+
+
+def tune_glibc_malloc() -> bool:
+    """Serve allocations up to 32 MiB from the heap and keep freed heap mapped (``mallopt``), so an update's
+    large temporaries are reused instead of being mmap'ed, zeroed and unmapped each time. ``--tune-malloc``
+    applies it to every workload: it speeds TorchRL's update far more than ours (see docs/benchmarks.md)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
+    return all(mallopt(param, value) == 1 for param, value in (
+        (m_mmap_threshold, 32 << 20), (m_trim_threshold, 2**31 - 1), (m_top_pad, 512 << 20)))
 
 
 def rss_mb() -> float:
@@ -412,6 +429,8 @@ def run_one(name: str, spec, args) -> dict:
     import torch
 
     impl, preset, kind = spec
+    if args.tune_malloc:
+        tune_glibc_malloc()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rss_import = rss_mb()  # after `import torch` only
@@ -461,7 +480,8 @@ def run_one(name: str, spec, args) -> dict:
 def spawn(name: str, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--iters", str(args.iters),
            "--warmup", str(args.warmup), "--threads", str(args.threads), "--batch", str(args.batch),
-           "--seq", str(args.seq), "--horizon", str(args.horizon)] + (["--quick"] if args.quick else [])
+           "--seq", str(args.seq), "--horizon", str(args.horizon)] + (["--quick"] if args.quick else []) \
+        + (["--tune-malloc"] if args.tune_malloc else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     impl, preset, kind = (QUICK if args.quick else WORKLOADS)[name]
@@ -499,6 +519,8 @@ def main(argv=None) -> int:
     p.add_argument("--horizon", type=int, default=None, help="imagination horizon (15; quick 3)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, batch 2x8, horizon 3, 1 iteration")
     p.add_argument("--workloads", nargs="+", default=None, help="subset of workload names")
+    p.add_argument("--tune-malloc", action="store_true",
+                   help="glibc mallopt: large temporaries reused from the heap, in every workload's process")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per workload subprocess")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -557,6 +579,7 @@ def main(argv=None) -> int:
         "what": "seconds per full DreamerV3 update (world model + imagination from every posterior state + actor"
                 " + critic + backward + optimizer step + slow critic), float32, CPU",
         "quick": args.quick,
+        "tune_malloc": args.tune_malloc,
         "workloads": rows,
         "ratios": ratios,
         "torchrl_setup": {

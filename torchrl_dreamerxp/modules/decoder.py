@@ -47,7 +47,7 @@ class Decoder(nn.Module):
                 if i < len(chans) - 1:
                     stages += [ChannelRMSNorm(ch), nn.SiLU()]
                 c = ch
-            self.cnn = nn.Sequential(*stages)
+            self.cnn = nn.Sequential(*stages).to(memory_format=torch.channels_last)  # as the encoder
 
     def forward(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predictions: ``"observation"`` in symlog space, ``"pixels"`` in (0, 1) (a sigmoid, as the official)."""
@@ -56,7 +56,8 @@ class Decoder(nn.Module):
             out["observation"] = self.mlp(feat)
         if self.cnn is not None:
             lead = feat.shape[:-1]
-            x = self.cnn_in_norm(self.cnn_in(feat.reshape(-1, feat.shape[-1])).reshape(-1, *self.base))
+            x = self.cnn_in(feat.reshape(-1, feat.shape[-1])).reshape(-1, *self.base)
+            x = self.cnn_in_norm(x.contiguous(memory_format=torch.channels_last))
             out["pixels"] = torch.sigmoid(self.cnn(x)).reshape(*lead, *self.pixel_shape)
         return out
 

@@ -74,7 +74,8 @@ class Encoder(nn.Module):
                     stages += [conv(c, ch, kernel), nn.MaxPool2d(2)]
                 stages += [ChannelRMSNorm(ch), nn.SiLU()]
                 c, h, w = ch, h // 2, w // 2
-            self.cnn = nn.Sequential(*stages, nn.Flatten(-3))
+            # channels-last: oneDNN's fast conv layout, and the channel RMSNorm then reads contiguous rows
+            self.cnn = nn.Sequential(*stages, nn.Flatten(-3)).to(memory_format=torch.channels_last)
             self.out_dim += c * h * w
 
     def forward(self, observation: torch.Tensor | None = None, pixels: torch.Tensor | None = None) -> torch.Tensor:
@@ -82,6 +83,7 @@ class Encoder(nn.Module):
         if self.cnn is not None:
             lead = pixels.shape[:-3]
             x = pixels.reshape(-1, *pixels.shape[-3:]).float() / 255.0 - 0.5
+            x = x.contiguous(memory_format=torch.channels_last)
             outs.append(self.cnn(x).reshape(*lead, -1))
         if self.mlp is not None:
             outs.append(self.mlp(symlog(observation)))
