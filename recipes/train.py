@@ -34,23 +34,24 @@ from torchrl_dreamerxp.replay import ContiguousSliceSampler, LaneWriter, Priorit
 from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
 from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, env_shapes  # noqa: E402
 from torchrl_dreamerxp.training.config_check import validate_config  # noqa: E402
+from torchrl_dreamerxp.training.distributed import init_distributed  # noqa: E402
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
 from torchrl_dreamerxp.training.evaluation import evaluate  # noqa: E402
-from torchrl_dreamerxp.training.logging import RunLogger, plot_returns  # noqa: E402
+from torchrl_dreamerxp.training.logging import NullLogger, RunLogger, plot_returns  # noqa: E402
 from torchrl_dreamerxp.training.ratio import TrainRatio  # noqa: E402
 from torchrl_dreamerxp.training.replay_context import write_back_states  # noqa: E402
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
-def make_training_env(cfg: DictConfig):
+def make_training_env(cfg: DictConfig, seed: int):
     """The env the collector steps: one env in this process, or ``cfg.envs`` envs in worker processes.
 
     Parallel envs run one thread each; the policy still runs here, batched over the envs.
     """
     if cfg.envs == 1:
-        return make_env(cfg.env, seed=cfg.seed, device=cfg.device, **cfg.env_kwargs)
-    make_one = partial(make_env, cfg.env, seed=cfg.seed, device=cfg.device,
+        return make_env(cfg.env, seed=seed, device=cfg.device, **cfg.env_kwargs)
+    make_one = partial(make_env, cfg.env, seed=seed, device=cfg.device,
                        **OmegaConf.to_container(cfg.env_kwargs, resolve=True))
     # num_threads: by default ParallelEnv lowers this process's torch threads by one per worker (to one
     # here), which slowed the learner by 31% at the official Atari train ratio (benchmarks/run_throughput.py)
@@ -59,15 +60,24 @@ def make_training_env(cfg: DictConfig):
 
 def run(cfg: DictConfig) -> Path:
     validate_config(cfg)  # a typo or an impossible value fails here, before anything is built
-    run_dir = Path(cfg.run_dir).resolve()
+    # under torchrun: one learner rank per process, each with its own envs and replay (data parallel);
+    # rank 0 evaluates, logs and checkpoints. Steps, prefill, frames_per_batch and batch_size are totals.
+    dist = init_distributed(cfg.device)
+    world, rank = dist.world_size, dist.rank
+    for key in ("batch_size", "frames_per_batch", "prefill", "steps"):
+        if cfg[key] % world:
+            raise ValueError(f"{key}={cfg[key]} must be a multiple of the {world} torchrun processes")
+    run_dir = Path(dist.broadcast(str(Path(cfg.run_dir).resolve())))  # rank 0's, if it has a timestamp
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if dist.is_main:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    local_batch = cfg.batch_size // world
 
     # --- envs and networks -------------------------------------------------------------------
-    env = make_training_env(cfg)
+    env = make_training_env(cfg, seed=cfg.seed + 10_007 * rank)
     eval_env = make_env(cfg.env, seed=cfg.seed + 10_000, device=cfg.device, **cfg.env_kwargs)
     shapes = env_shapes(env)
     world_model, actor, critic = build_networks(cfg.model, shapes)
@@ -89,7 +99,7 @@ def run(cfg: DictConfig) -> Path:
                                 horizon=a.return_horizon, context=cfg.replay_context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-    )
+    ).enable_data_parallel(dist)
 
     # --- replay: DreamerV3 step layout, contiguous slices of T + context steps ----------------
     slice_len = cfg.batch_length + cfg.replay_context
@@ -100,41 +110,45 @@ def run(cfg: DictConfig) -> Path:
             else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len * cfg.envs))
     size -= size % cfg.envs  # one equal lane per env
     # the memory-mapped files of an earlier (crashed) process are stale: a resume refills from the checkpoint
-    shutil.rmtree(run_dir / "replay_scratch", ignore_errors=True)
-    storage = (LazyMemmapStorage(size, scratch_dir=run_dir / "replay_scratch") if size > cfg.replay_memmap_above
+    scratch = run_dir / ("replay_scratch" if world == 1 else f"replay_scratch_rank{rank}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    storage = (LazyMemmapStorage(size, scratch_dir=scratch) if size > cfg.replay_memmap_above
                else LazyTensorStorage(size))
     prioritized = cfg.xp.prioritized
     sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if prioritized
                else ContiguousSliceSampler(slice_len, lanes=cfg.envs))
     # parallel envs: each env's steps go to its own lane, so a slice never mixes two envs
     lane_key = "lane" if cfg.envs > 1 else None
-    replay = TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=cfg.batch_size * slice_len,
+    replay = TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len,
                                     **({"writer": LaneWriter(cfg.envs, lane_key)} if lane_key else {}))
     state_shapes = {"deter": (world_model.rssm.deter,), "stoch": (world_model.rssm.stoch, world_model.rssm.classes)}
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
 
     counters = {"env_steps": 0, "updates": 0, "episodes": 0, "replay_capacity": size, "wall_time_s": 0.0}
     if last is not None:
-        counters = load_checkpoint(last, learner, replay)
+        counters = load_checkpoint(last, learner, replay)  # every rank: rank 0's model, replay and RNG
         ratio.load_state_dict(counters["ratio"])
         print(f"resumed from {last} at env step {counters['env_steps']}")
+    if world > 1:  # ranks sample their own actions and slices
+        torch.manual_seed(cfg.seed + 7919 * rank + counters["env_steps"])
     started, wall_before = time.time(), counters.get("wall_time_s", 0.0)  # wall time summed over resumes
-    logger = RunLogger(run_dir, cfg, resume_step=counters["env_steps"] if last is not None else None)
+    logger = (RunLogger(run_dir, cfg, resume_step=counters["env_steps"] if last is not None else None)
+              if dist.is_main else NullLogger())
     # the bar to clear: a uniformly random policy on the evaluation env
     random_return = counters.get("random_return")
-    if random_return is None:
+    if random_return is None and dist.is_main:
         returns = evaluate(eval_env, None, cfg.eval.episodes, cfg.eval.max_steps)
         counters["random_return"] = random_return = sum(returns) / len(returns)
         logger.log({"eval/random_return": random_return}, 0)
 
     def collected():  # lazily: a resumed run finishes its interrupted round before the collector starts
-        collector = Collector(
-            env, policy, frames_per_batch=cfg.frames_per_batch,
-            total_frames=max(cfg.steps - counters["env_steps"], cfg.frames_per_batch),
-            init_random_frames=max(cfg.prefill - counters["env_steps"], 0),
+        collector = Collector(  # this rank's share of the totals
+            env, policy, frames_per_batch=cfg.frames_per_batch // world,
+            total_frames=max((cfg.steps - counters["env_steps"]) // world, cfg.frames_per_batch // world),
+            init_random_frames=max((cfg.prefill - counters["env_steps"]) // world, 0),
             auto_register_policy_transforms=False,
         )
-        collector.set_seed(cfg.seed + counters["env_steps"])
+        collector.set_seed(cfg.seed + counters["env_steps"] + 10_007 * rank)
         try:
             yield from collector
         finally:
@@ -144,7 +158,7 @@ def run(cfg: DictConfig) -> Path:
     # The checkpoint comes before the round's updates, so a resumed run redoes exactly those updates
     # from the same state, replay and RNG (the first updates after a resume equal the uninterrupted run's).
     resumed_round = counters.pop("round", None) if last is not None else None
-    bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not cfg.progress, unit="step",
+    bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not (cfg.progress and dist.is_main), unit="step",
                dynamic_ncols=True)
     steps_now = counters["env_steps"]
     # a resumed run evaluates and logs at the env steps the uninterrupted run would have (saved with the round)
@@ -158,7 +172,7 @@ def run(cfg: DictConfig) -> Path:
             finished, frames = resumed_round["returns"], 0
         else:
             replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes, lane_key=lane_key))
-            frames = batch.numel()
+            frames = batch.numel() * world  # every rank collects the same number of steps per round
             counters["env_steps"] += frames
             done = batch["next", "done"].reshape(-1)
             finished = batch["next", "episode_reward"].reshape(-1)[done].tolist()
@@ -167,10 +181,11 @@ def run(cfg: DictConfig) -> Path:
                 counters["unscheduled_returns"] = counters.get("unscheduled_returns", []) + finished
             if counters["env_steps"] >= next_ckpt or counters["env_steps"] >= cfg.steps:
                 counters["wall_time_s"] = wall_before + time.time() - started
-                save_checkpoint(ckpt_dir, learner, replay,
-                                {**counters, "ratio": ratio.state_dict(), "round": {"returns": finished},
-                                 "next_eval": next_eval, "next_log": next_log},
-                                keep=cfg.checkpoint_keep)
+                if dist.is_main:
+                    save_checkpoint(ckpt_dir, learner, replay,
+                                    {**counters, "ratio": ratio.state_dict(), "round": {"returns": finished},
+                                     "next_eval": next_eval, "next_log": next_log},
+                                    keep=cfg.checkpoint_keep)
                 next_ckpt = (counters["env_steps"] // cfg.checkpoint_every + 1) * cfg.checkpoint_every
         for ep_return in finished:
             last_return = ep_return
@@ -179,7 +194,7 @@ def run(cfg: DictConfig) -> Path:
         if counters["env_steps"] >= cfg.prefill:
             for _ in range(ratio(counters["env_steps"] - cfg.prefill)):
                 sample, info = replay.sample(return_info=True)
-                sample = sample.reshape(cfg.batch_size, slice_len)
+                sample = sample.reshape(local_batch, slice_len)
                 metrics = learner.update(sample)
                 counters["updates"] += 1
                 if metrics["skipped"]:  # a non-finite loss or gradient: nothing was changed
@@ -195,7 +210,7 @@ def run(cfg: DictConfig) -> Path:
                 nonfinite_in_a_row, train_metrics = 0, metrics
                 # replay context: the posterior of each trained step becomes a start state later
                 diag = learner.last_diagnostics
-                index = info["index"].reshape(cfg.batch_size, slice_len)[:, cfg.replay_context:]
+                index = info["index"].reshape(local_batch, slice_len)[:, cfg.replay_context:]
                 write_back_states(replay, index, diag["deter"], diag["stoch"])
                 if prioritized:  # XP: each trajectory's ε and δ follow the errors of its trained steps
                     sampler.update_priority(index, {"recon_error": diag["recon_error"]})
@@ -217,22 +232,28 @@ def run(cfg: DictConfig) -> Path:
             t0, steps0, updates0 = time.time(), counters["env_steps"], counters["updates"]
             next_log = counters["env_steps"] + cfg.logger.every
         if counters["env_steps"] >= next_eval or counters["env_steps"] >= cfg.steps:
-            returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)
-            logger.log_eval(counters["env_steps"], sum(returns) / len(returns))
-            if cfg.logger.video and shapes.pixel_shape is not None and counters["updates"]:
-                logger.log_open_loop_video(learner, replay.sample().reshape(cfg.batch_size, slice_len),
+            if dist.is_main:
+                returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)
+                logger.log_eval(counters["env_steps"], sum(returns) / len(returns))
+            if dist.is_main and cfg.logger.video and shapes.pixel_shape is not None and counters["updates"]:
+                logger.log_open_loop_video(learner, replay.sample().reshape(local_batch, slice_len),
                                            counters["env_steps"])
             next_eval = (counters["env_steps"] // cfg.eval.every + 1) * cfg.eval.every
         if counters["env_steps"] >= cfg.steps:
             break
     bar.close()
+    if not dist.is_main:
+        dist.close()
+        return run_dir
     plot_returns(run_dir / "eval.csv", run_dir / "returns.png", title=f"{cfg.env} ({cfg.model.name}, seed {cfg.seed})",
                  random_return=random_return)
     logger.finish()
     counters["ratio"] = ratio.state_dict()
     counters.pop("unscheduled_returns", None)
     counters["wall_time_s"] = wall_before + time.time() - started
+    counters["world_size"] = world
     (run_dir / "done").write_text(json.dumps(counters))
+    dist.close()
     return run_dir
 
 

@@ -9,6 +9,7 @@ from torchrl.trainers.algorithms import DreamerV3Optimizer
 
 from ..modules import Actor, Imagination, RewardEnsemble, TwoHotHead, WorldModel
 from ..objectives import ActorLoss, CriticLoss, RewardEnsembleLoss, WorldModelLoss
+from .distributed import DistributedContext, TrainedModules
 
 __all__ = ["Learner"]
 
@@ -64,6 +65,28 @@ class Learner(nn.Module):
             self.ensemble_optimizer = torch.optim.Adam(ensemble.parameters(), lr=ensemble_lr)
         self.ensemble_skipped = 0
         self.last_diagnostics: dict[str, torch.Tensor] = {}
+        self.distributed = DistributedContext()
+        self.__dict__["_ddp"] = None  # not a submodule: the state dict keeps its single-process keys
+
+    def enable_data_parallel(self, ctx: DistributedContext, **ddp_kwargs) -> "Learner":
+        """Train data-parallel over the ranks of ``ctx`` (``torchrun``): each rank passes its own batch.
+
+        The world model, actor and critic run under :class:`~torch.nn.parallel.DistributedDataParallel`
+        (:class:`~torchrl_dreamerxp.training.distributed.TrainedModules`), which averages their gradients
+        during ``backward``; the reward ensemble's gradients are averaged after its own ``backward``. With
+        equal starting parameters (DDP broadcasts rank 0's) every rank then takes the same optimizer step.
+        Whether a step is skipped (non-finite loss) is agreed by all ranks.
+
+        Args:
+            ctx: from :func:`~torchrl_dreamerxp.training.distributed.init_distributed`.
+            **ddp_kwargs: passed to ``DistributedDataParallel``.
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.distributed = ctx
+        if ctx.enabled:
+            self.__dict__["_ddp"] = DistributedDataParallel(TrainedModules(self), **ddp_kwargs)
+        return self
 
     def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """All loss terms (``loss_*``) and the metrics of one batch, without an optimizer step.
@@ -121,14 +144,16 @@ class Learner(nn.Module):
         is emptied so nothing of the batch is written back to replay.
         """
         norm_state = {k: v.clone() for k, v in self.actor_loss.return_norm.state_dict().items()}
-        terms, metrics = self.losses(batch)
+        terms, metrics = self._ddp(batch) if self._ddp is not None else self.losses(batch)
         loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
+        finite = self.distributed.all_true(bool(torch.isfinite(loss)))
         if finite:
-            loss.backward()
+            loss.backward()  # under DDP, gradients arrive averaged over the ranks
             grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
             finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        elif self._ddp is not None:  # DDP expects a backward after each forward: a zero one keeps ranks in step
+            sum(p.sum() for p in self._ddp.parameters()).mul(0.0).backward()
         if not finite:  # divergence: skip, restore what the forward pass moved
             self.optimizer.zero_grad(set_to_none=True)
             self.actor_loss.return_norm.load_state_dict(norm_state)
@@ -152,9 +177,10 @@ class Learner(nn.Module):
         transitions.set("stoch", self.last_diagnostics["stoch"])
         loss = self.ensemble_loss(transitions)["loss_ensemble"]
         self.ensemble_optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
+        finite = self.distributed.all_true(bool(torch.isfinite(loss)))
         if finite:
             loss.backward()
+            self.distributed.average_gradients(self.ensemble.parameters())
             grads = [p.grad for p in self.ensemble.parameters() if p.grad is not None]
             finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
         if finite:

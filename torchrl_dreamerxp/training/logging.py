@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-__all__ = ["RunLogger", "plot_returns", "open_loop_frames"]
+__all__ = ["NullLogger", "RunLogger", "plot_returns", "open_loop_frames"]
 
 
 class RunLogger:
@@ -95,6 +95,26 @@ class RunLogger:
         self.metrics.close()
         if self.wandb is not None:
             self._wandb(lambda: self.wandb.experiment.finish())
+
+
+class NullLogger:
+    """The logger of the ranks > 0 of a ``torchrun`` run: rank 0 alone writes the run's files and wandb run.
+
+    Examples:
+        >>> NullLogger().log({"train/loss": 1.0}, step=0)
+    """
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        pass
+
+    def log_eval(self, step: int, mean_return: float) -> None:
+        pass
+
+    def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
 
 
 def _truncate_after(path: Path, step: int, header: bool) -> None:
