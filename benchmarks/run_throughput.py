@@ -37,11 +37,23 @@ REGIMES = {"collection": (1, 3000, 1000), "official": (256, 1400, 1000)}
 QUICK = {"collection": (1, 400, 200), "official": (256, 264, 200)}
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_case(env: str, envs: int, train_ratio: float, steps: int, prefill: int, model: str, threads: int,
-             extra: list[str], work: Path) -> dict:
-    run_dir = work / f"{env.replace('/', '_')}_tr{train_ratio:g}_envs{envs}"
+             extra: list[str], work: Path, learners: int = 1) -> dict:
+    """One ``recipes/train.py`` run (under ``torchrun`` with ``learners`` > 1 processes); its rates."""
+    run_dir = work / f"{env.replace('/', '_')}_tr{train_ratio:g}_envs{envs}_learners{learners}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = [sys.executable, str(ROOT / "recipes" / "train.py"), f"env={env}", f"model={model}", f"envs={envs}",
+    launcher = ([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={learners}",
+                 f"--master_port={free_port()}"] if learners > 1 else [sys.executable])
+    threads = max(1, threads // learners)  # the learners share the cores
+    cmd = [*launcher, str(ROOT / "recipes" / "train.py"), f"env={env}", f"model={model}", f"envs={envs}",
            f"steps={steps}", f"prefill={prefill}", f"train_ratio={train_ratio}", f"threads={threads}",
            f"eval.every={10 * steps}", "eval.episodes=1", "eval.max_steps=200", "logger.mode=disabled",
            "logger.every=100", "logger.video=false", "progress=false", f"checkpoint_every={10 * steps}",
@@ -58,7 +70,8 @@ def run_case(env: str, envs: int, train_ratio: float, steps: int, prefill: int, 
     phase = [m for m in perf if "perf/env_steps_per_s" in m and m["env_step"] > prefill + 100]
     mean = (lambda key: sum(m[key] for m in phase) / len(phase) if phase else None)
     return {
-        "envs": envs, "train_ratio": train_ratio, "env_steps": done["env_steps"], "updates": done["updates"],
+        "envs": envs, "learners": learners, "threads_per_learner": threads, "train_ratio": train_ratio,
+        "env_steps": done["env_steps"], "updates": done["updates"],
         "process_wall_s": round(wall, 2), "run_wall_s": round(done["wall_time_s"], 2),
         "env_steps_per_s": round(done["env_steps"] / done["wall_time_s"], 2),
         "updates_per_s": round(done["updates"] / done["wall_time_s"], 3),

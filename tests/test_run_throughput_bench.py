@@ -20,3 +20,21 @@ def test_run_throughput_quick(tmp_path):
     for r in rows:  # the quick budget: 400 env steps, train ratio 1 -> 200·1/1024 updates = 0
         assert r["env_steps"] == 400 and r["updates"] == 0 and r["env_steps_per_s"] > 0
     assert rows[0]["env_steps_speedup"] == 1.0 and rows[1]["env_steps_speedup"] > 0
+
+
+def test_scale_quick(tmp_path):
+    # benchmarks/scale.py: the env-worker sweep and a learner sweep of 1 and 2 torchrun processes
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--quick", "--env", "gym/CartPole-v1",
+         "--envs", "1", "--learners", "1", "2", "--threads", "2", "--out", str(out), "--png", str(png)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    learners = result["learners"]["runs"]
+    assert [r["learners"] for r in learners] == [1, 2] and [r["threads_per_learner"] for r in learners] == [2, 1]
+    # quick official regime: 264 env steps round up to 17 rounds of 16 = 272; (272 - 200) · 256 / (16·64) = 18
+    # updates, the same with 1 or 2 learner processes (the batch is split, not multiplied)
+    assert [r["env_steps"] for r in learners] == [272, 272] and [r["updates"] for r in learners] == [18, 18]
+    assert learners[0]["speedup"] == 1.0
+    assert result["env_workers"]["runs"][0]["envs"] == 1 and png.stat().st_size > 0

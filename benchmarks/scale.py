@@ -1,0 +1,108 @@
+"""Scaling on one machine: env steps/s against env worker processes, updates/s against learner processes.
+
+Two sweeps of real ``recipes/train.py`` runs, all in one invocation (so the ratios compare like with like):
+
+* **env workers** (``envs=1, 2, 4``: TorchRL ``ParallelEnv``), collection-bound (train ratio 1): env steps/s;
+* **learner processes** (1 and 2 ranks under ``torchrun``, DDP, the cores split between them), at the
+  official train ratio: updates/s of the whole run (each update is one optimizer step on the full batch,
+  split over the ranks).
+
+Rates are those of the training phase (the run's own ``perf/*`` logs after prefill) and of the whole run.
+Writes ``benchmarks/results/scale.json`` and ``docs/img/scale.png``.
+
+Usage:
+    python benchmarks/scale.py                                   # atari/Boxing, tiny preset
+    python benchmarks/scale.py --quick --env gym/CartPole-v1 --out /tmp/s.json --png /tmp/s.png   # smoke
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from run_throughput import QUICK, REGIMES, run_case  # noqa: E402
+
+
+def rate(row: dict, key: str) -> float:
+    """The training-phase rate where the run logged one, else the whole-run rate."""
+    return row[f"train_phase_{key}"] or row[key]
+
+
+def plot(result: dict, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, sweep, x, key, label in ((a, "env_workers", "envs", "env_steps_per_s", "env steps / s"),
+                                     (b, "learners", "learners", "updates_per_s", "updates / s")):
+        rows = result[sweep]["runs"]
+        xs, ys = [r[x] for r in rows], [rate(r, key) for r in rows]
+        ax.plot(xs, ys, "o-", label="measured")
+        ax.plot(xs, [ys[0] * n / xs[0] for n in xs], "--", color="gray", label="linear")
+        ax.set_xticks(xs)
+        ax.set_xlabel(x.replace("envs", "env worker processes").replace("learners", "learner processes"))
+        ax.set_ylabel(label)
+        ax.set_title(f"{sweep.replace('_', ' ')}: train ratio {rows[0]['train_ratio']:g}")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{result['env']} ({result['model']} preset), {result['cpu_count']} CPUs", fontsize=10)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="atari/Boxing")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--envs", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--learners", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads, split over learners")
+    p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a measurement)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
+    p.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "scale.png")
+    p.add_argument("overrides", nargs="*", help="extra recipe overrides")
+    args = p.parse_args(argv)
+    budgets = QUICK if args.quick else REGIMES
+    result = {"env": args.env, "model": args.model, "threads": args.threads, "quick": args.quick,
+              "overrides": args.overrides, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "load_average_before": os.getloadavg()[0],
+              "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    sweeps = {"env_workers": ("collection", [dict(envs=n) for n in sorted(args.envs)]),
+              "learners": ("official", [dict(learners=n) for n in sorted(args.learners)])}
+    with tempfile.TemporaryDirectory(prefix="scale_") as tmp:
+        for sweep, (regime, cases) in sweeps.items():
+            train_ratio, steps, prefill = budgets[regime]
+            rows = []
+            for case in cases:
+                row = run_case(args.env, case.get("envs", 1), train_ratio, steps, prefill, args.model, args.threads,
+                               args.overrides, Path(tmp), learners=case.get("learners", 1))
+                rows.append(row)
+                print(f"{sweep}: envs={row['envs']} learners={row['learners']}: "
+                      f"{rate(row, 'env_steps_per_s'):.1f} env steps/s, {rate(row, 'updates_per_s'):.3f} updates/s",
+                      flush=True)
+            key = "env_steps_per_s" if sweep == "env_workers" else "updates_per_s"
+            for row in rows:  # speed-up over the first row of the same sweep, measured in this invocation
+                row["speedup"] = round(rate(row, key) / rate(rows[0], key), 3)
+            result[sweep] = {"regime": regime, "train_ratio": train_ratio, "steps": steps, "prefill": prefill,
+                             "runs": rows}
+    result["load_average_after"] = os.getloadavg()[0]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, args.png)
+    print(f"wrote {args.out} and {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
