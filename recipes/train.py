@@ -107,7 +107,7 @@ def run(cfg: DictConfig) -> Path:
     last = latest_checkpoint(ckpt_dir) if cfg.resume else None
     # resets add rows; never allocate more than the run needs (a resumed run keeps its capacity)
     size = (read_counters(last)["replay_capacity"] if last is not None
-            else min(cfg.replay_size, cfg.steps + cfg.steps // 2 + slice_len * cfg.envs))
+            else min(cfg.replay_size, (cfg.steps + cfg.steps // 2) // world + slice_len * cfg.envs))
     size -= size % cfg.envs  # one equal lane per env
     # the memory-mapped files of an earlier (crashed) process are stale: a resume refills from the checkpoint
     scratch = run_dir / ("replay_scratch" if world == 1 else f"replay_scratch_rank{rank}")
@@ -158,8 +158,8 @@ def run(cfg: DictConfig) -> Path:
     # The checkpoint comes before the round's updates, so a resumed run redoes exactly those updates
     # from the same state, replay and RNG (the first updates after a resume equal the uninterrupted run's).
     resumed_round = counters.pop("round", None) if last is not None else None
-    bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not (cfg.progress and dist.is_main), unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=counters["env_steps"], disable=not (cfg.progress and dist.is_main),
+               unit="step", dynamic_ncols=True)
     steps_now = counters["env_steps"]
     # a resumed run evaluates and logs at the env steps the uninterrupted run would have (saved with the round)
     next_eval = counters.pop("next_eval", cfg.eval.every)

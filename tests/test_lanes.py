@@ -46,7 +46,7 @@ def test_lane_slices_stay_in_one_env_and_in_time_order():
     rb = lane_rb(3 * 10, 3, 4, 50)
     # env 1 wraps its lane (13 steps in 10 slots), env 2 holds 3 steps: fewer than one slice, never sampled
     for t in range(13):
-        rb.extend(torch.cat([rows(0, [t]) if t < 8 else rows(0, [])] + [rows(1, [t])] + ([rows(2, [t])] if t < 3 else [])))
+        rb.extend(torch.cat([rows(0, [t] if t < 8 else []), rows(1, [t]), rows(2, [t] if t < 3 else [])]))
     seen = set()
     for _ in range(20):
         tag = rb.sample().reshape(50, 4)["tag"]
@@ -77,5 +77,6 @@ def test_dreamer_layout_names_each_env_lane():
                        "next": {"observation": torch.ones(2, 1), "reward": torch.ones(2, 1),
                                 "terminated": torch.zeros(2, 1, dtype=torch.bool),
                                 "done": torch.zeros(2, 1, dtype=torch.bool)}}, [2])
-    out = to_dreamer_layout(torch.stack([step, step]), ["observation"], {"deter": (1,), "stoch": (1, 1)}, lane_key="lane")
+    out = to_dreamer_layout(torch.stack([step, step]), ["observation"], {"deter": (1,), "stoch": (1, 1)},
+                            lane_key="lane")
     assert out["lane"].tolist() == [0, 0, 0, 1, 1, 1]  # a reset row plus two steps per env
