@@ -47,8 +47,17 @@ def rank_main(rank, world, port, out_dir):
     for step in range(3):
         metrics = learner.update(batch(seed=10 * step + rank))  # each rank its own data
         assert metrics["skipped"] == 0.0
-    params = torch.cat([p.detach().flatten() for p in learner.optimizer.param_groups[0]["params"]])
-    torch.save({"start": start, "params": params, "keys": sorted(learner.state_dict())}, f"{out_dir}/rank{rank}.pt")
+    flat = (lambda: torch.cat([p.detach().flatten() for p in learner.optimizer.param_groups[0]["params"]]).clone())
+    params = flat()
+    # a non-finite loss on rank 1 only: both ranks skip the step (agreed), nothing changes, and DDP keeps going
+    bad = batch(seed=99 + rank)
+    if rank == 1:
+        bad["observation"][0, 3, 0] = float("nan")  # a trained step (step 0 is the replay context)
+    skipped = learner.update(bad)["skipped"]
+    unchanged = torch.equal(flat(), params)
+    after = learner.update(batch(seed=50 + rank))["skipped"]
+    torch.save({"start": start, "params": params, "keys": sorted(learner.state_dict()), "skipped": skipped,
+                "unchanged": unchanged, "after": after, "final": flat()}, f"{out_dir}/rank{rank}.pt")
     ctx.close()
 
 
@@ -59,6 +68,8 @@ def test_ddp_ranks_keep_identical_parameters(tmp_path):
     assert torch.equal(r0["params"], r1["params"])  # same averaged gradients, same steps
     assert not torch.equal(r0["params"], r0["start"])  # and they did train
     assert not any(k.startswith("_ddp") for k in r0["keys"])  # checkpoints keep single-process keys
+    assert r0["skipped"] == r1["skipped"] == 1.0 and r0["unchanged"] and r1["unchanged"]
+    assert r0["after"] == r1["after"] == 0.0 and torch.equal(r0["final"], r1["final"])
 
 
 def test_torchrun_recipe_run_and_resume(tmp_path):
