@@ -82,6 +82,42 @@ def run_case(env: str, envs: int, train_ratio: float, steps: int, prefill: int, 
     }
 
 
+def rate(row: dict, key: str) -> float:
+    """The training-phase rate where the run logged one, else the whole-run rate."""
+    return row[f"train_phase_{key}"] or row[key]
+
+
+def add_common_args(p: argparse.ArgumentParser, name: str, envs=(1, 2, 4)) -> None:
+    """The options this benchmark and ``scale.py`` share; ``name`` names the default JSON and PNG."""
+    p.add_argument("--env", default="atari/Boxing")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--envs", type=int, nargs="+", default=list(envs))
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="learner torch threads")
+    p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a measurement)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{name}.json")
+    p.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / f"{name}.png")
+    p.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. batch_size=8")
+
+
+def header(args, argv, script: str) -> dict:
+    """What every result file records: settings, machine, date, load and the command."""
+    return {"env": args.env, "model": args.model, "threads": args.threads, "overrides": args.overrides,
+            "quick": args.quick, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_average_before": os.getloadavg()[0],
+            "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)}
+
+
+def save_figure(fig, result: dict, png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(f"{result['env']} ({result['model']} preset), {result['cpu_count']} CPUs", fontsize=10)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
 def plot(result: dict, png: Path) -> None:
     import matplotlib
 
@@ -93,41 +129,25 @@ def plot(result: dict, png: Path) -> None:
     for ax, regime in zip(axes[0], regimes):
         rows = result["regimes"][regime]["runs"]
         labels = ["serial" if r["envs"] == 1 else f"{r['envs']} workers" for r in rows]
-        values = [r["train_phase_env_steps_per_s"] or r["env_steps_per_s"] for r in rows]
+        values = [rate(r, "env_steps_per_s") for r in rows]
         bars = ax.bar(labels, values, color=["tab:gray"] + ["tab:blue"] * (len(rows) - 1))
         for bar, r in zip(bars, rows):
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{r['updates_per_s']:.2f} upd/s",
                     ha="center", va="bottom", fontsize=8)
         ax.set_title(f"{regime}: train ratio {rows[0]['train_ratio']:g}")
         ax.set_ylabel("env steps / s (training phase)")
-    fig.suptitle(f"{result['env']} ({result['model']} preset), {result['cpu_count']} CPUs", fontsize=10)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, result, png)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--env", default="atari/Boxing")
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--envs", type=int, nargs="+", default=[1, 2, 4])
+    add_common_args(p, "run_throughput")
     p.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="learner torch threads")
-    p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a measurement)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "run_throughput.json")
-    p.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "run_throughput.png")
-    p.add_argument("overrides", nargs="*", help="extra recipe overrides, e.g. batch_size=8")
     args = p.parse_args(argv)
     if 1 not in args.envs:
         p.error("--envs must include 1 (the serial baseline)")
     budgets = QUICK if args.quick else REGIMES
-    result = {"env": args.env, "model": args.model, "threads": args.threads, "overrides": args.overrides,
-              "quick": args.quick, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "load_average_before": os.getloadavg()[0],
-              "command": "python benchmarks/run_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "regimes": {}}
+    result = {**header(args, argv, "run_throughput.py"), "regimes": {}}
     with tempfile.TemporaryDirectory(prefix="run_throughput_") as tmp:
         for regime in args.regimes:
             train_ratio, steps, prefill = budgets[regime]

@@ -17,22 +17,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_throughput import QUICK, REGIMES, run_case  # noqa: E402
-
-
-def rate(row: dict, key: str) -> float:
-    """The training-phase rate where the run logged one, else the whole-run rate."""
-    return row[f"train_phase_{key}"] or row[key]
+from run_throughput import QUICK, REGIMES, add_common_args, header, rate, run_case, save_figure  # noqa: E402
 
 
 def plot(result: dict, png: Path) -> None:
@@ -53,31 +46,16 @@ def plot(result: dict, png: Path) -> None:
         ax.set_ylabel(label)
         ax.set_title(f"{sweep.replace('_', ' ')}: train ratio {rows[0]['train_ratio']:g}")
         ax.legend(fontsize=8)
-    fig.suptitle(f"{result['env']} ({result['model']} preset), {result['cpu_count']} CPUs", fontsize=10)
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, result, png)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--env", default="atari/Boxing")
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--envs", type=int, nargs="+", default=[1, 2, 4])
+    add_common_args(p, "scale")  # --threads: split over the learner processes
     p.add_argument("--learners", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="torch threads, split over learners")
-    p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a measurement)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale.json")
-    p.add_argument("--png", type=Path, default=ROOT / "docs" / "img" / "scale.png")
-    p.add_argument("overrides", nargs="*", help="extra recipe overrides")
     args = p.parse_args(argv)
     budgets = QUICK if args.quick else REGIMES
-    result = {"env": args.env, "model": args.model, "threads": args.threads, "quick": args.quick,
-              "overrides": args.overrides, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "load_average_before": os.getloadavg()[0],
-              "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    result = header(args, argv, "scale.py")
     sweeps = {"env_workers": ("collection", [dict(envs=n) for n in sorted(args.envs)]),
               "learners": ("official", [dict(learners=n) for n in sorted(args.learners)])}
     with tempfile.TemporaryDirectory(prefix="scale_") as tmp:

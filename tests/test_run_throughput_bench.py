@@ -7,14 +7,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_quick(script: str, out: Path, png: Path, *args: str) -> dict:
+    """``benchmarks/<script> --quick`` on CartPole; its JSON."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--env", "gym/CartPole-v1",
+                           *args, "--out", str(out), "--png", str(png)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
 def test_run_throughput_quick(tmp_path):
     out, png = tmp_path / "t.json", tmp_path / "t.png"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run_throughput.py"), "--quick", "--env", "gym/CartPole-v1",
-         "--envs", "1", "2", "--regimes", "collection", "--threads", "1", "--out", str(out), "--png", str(png)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result = run_quick("run_throughput.py", out, png, "--envs", "1", "2", "--regimes", "collection", "--threads", "1")
     rows = result["regimes"]["collection"]["runs"]
     assert [r["envs"] for r in rows] == [1, 2] and png.stat().st_size > 0
     for r in rows:  # the quick budget: 400 env steps, train ratio 1 -> 200·1/1024 updates = 0
@@ -25,12 +29,7 @@ def test_run_throughput_quick(tmp_path):
 def test_scale_quick(tmp_path):
     # benchmarks/scale.py: the env-worker sweep and a learner sweep of 1 and 2 torchrun processes
     out, png = tmp_path / "s.json", tmp_path / "s.png"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--quick", "--env", "gym/CartPole-v1",
-         "--envs", "1", "--learners", "1", "2", "--threads", "2", "--out", str(out), "--png", str(png)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result = run_quick("scale.py", out, png, "--envs", "1", "--learners", "1", "2", "--threads", "2")
     learners = result["learners"]["runs"]
     assert [r["learners"] for r in learners] == [1, 2] and [r["threads_per_learner"] for r in learners] == [2, 1]
     # quick official regime: 264 env steps round up to 17 rounds of 16 = 272; (272 - 200) · 256 / (16·64) = 18
