@@ -67,6 +67,13 @@ WORKLOADS = {
     # compile=true: torch.compile of the RSSM steps (the first warm-up update includes the compilation)
     "ours_compiled-size12m-vector": ("ours_compiled", "size12m", "vector"),
 }
+# --device cuda (a lent GPU): the official sizes, float32 and bf16 autocast, eager, compiled RSSM steps
+# (inductor) and compiled steps replayed as CUDA graphs (mode="reduce-overhead")
+GPU_WORKLOADS = {
+    f"{impl}-{preset}-{kind}": (impl, preset, kind)
+    for preset in ("size12m", "size200m") for kind in ("vector", "pixels")
+    for impl in ("ours", "ours_bf16", "ours_compiled", "ours_compiled_bf16", "ours_cudagraphs", "torchrl")
+}
 QUICK = {
     "ours-tiny-vector": ("ours", "tiny", "vector"),
     "torchrl-tiny-vector": ("torchrl", "tiny", "vector"),
@@ -124,13 +131,17 @@ def timed(fn, totals: dict, key: str):
 
 
 def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False,
-               compiled: bool = False):
+               compiled: bool = False, device: str = "cpu", precision: str = "float32", cudagraphs: bool = False):
     """``intrinsic=True`` adds the XP reward ensemble as ``xp=intrinsic`` configures it and times its two
     parts inside each update: scoring the imagined trajectory (the transform) and its own training step.
-    ``compiled=True`` compiles the RSSM steps as ``compile=true`` does in the recipe."""
-    learner, data, params, sizes = build_learner(preset, kind, batch, seq, horizon, intrinsic)
-    if compiled:
-        learner.world_model.rssm.compile_steps(dynamic=False)
+    ``compiled=True`` compiles the RSSM steps as ``compile=true`` does in the recipe; ``cudagraphs=True``
+    compiles them with ``mode="reduce-overhead"`` (each step replayed as a CUDA graph).
+    ``precision="bfloat16"``: the learner's bf16 autocast (``precision=bfloat16`` in the recipe)."""
+    learner, data, params, sizes = build_learner(preset, kind, batch, seq, horizon, intrinsic, precision)
+    learner.to(device)
+    data = data.to(device)
+    if compiled or cudagraphs:
+        learner.world_model.rssm.compile_steps(dynamic=False, **({"mode": "reduce-overhead"} if cudagraphs else {}))
     if not intrinsic:
         return (lambda: learner.update(data)), params, sizes
     probe = {"ensemble_s": 0.0}
@@ -145,7 +156,8 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
     return update, params, sizes
 
 
-def build_learner(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False):
+def build_learner(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False,
+                  precision: str = "float32"):
     """The ``Learner`` as ``recipes/train.py`` builds it for a preset, a replay batch ``[B, T+1]`` for it, its
     parameter counts and sizes."""
     import torch
@@ -180,6 +192,7 @@ def build_learner(preset: str, kind: str, batch: int, seq: int, horizon: int, in
                                 horizon=a.return_horizon, context=context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
+        precision=precision,
     )
     B, T = batch, seq + context
     if kind == "vector":
@@ -371,7 +384,7 @@ def split_rssm_width(recipe, rssm_hidden: int) -> None:
     recipe.build_world_model = build_world_model
 
 
-def build_torchrl(preset: str, kind: str, batch: int, seq: int, horizon: int):
+def build_torchrl(preset: str, kind: str, batch: int, seq: int, horizon: int, device: str = "cpu"):
     import torch
 
     recipe = load_recipe()
@@ -379,7 +392,7 @@ def build_torchrl(preset: str, kind: str, batch: int, seq: int, horizon: int):
     rssm_hidden = int(model_cfg(preset).hidden)
     if rssm_hidden != cfg.networks.hidden_dim:
         split_rssm_width(recipe, rssm_hidden)
-    device = torch.device("cpu")
+    device = torch.device(device)
     vector = kind == "vector"
     obs_dim = OBS_DIM if vector else 0
     action_dim = ACTION_DIM if vector else PIXEL_ACTIONS
@@ -400,6 +413,7 @@ def build_torchrl(preset: str, kind: str, batch: int, seq: int, horizon: int):
         sample[key].zero_()
     sample["state"].zero_()
     sample["belief"].zero_()
+    sample = sample.to(device)
 
     def update():
         losses = stepper.step(None, sample)
@@ -434,22 +448,36 @@ def run_one(name: str, spec, args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rss_import = rss_mb()  # after `import torch` only
+    device = args.device
+    cuda = device.startswith("cuda")
+    bf16 = impl.endswith("_bf16")
+    base = impl.removesuffix("_bf16")
     build = {"ours": build_ours, "torchrl": build_torchrl,
-             "ours_intrinsic": lambda *a: build_ours(*a, intrinsic=True),
-             "ours_compiled": lambda *a: build_ours(*a, compiled=True)}[impl]
+             "ours_intrinsic": lambda *a, **k: build_ours(*a, intrinsic=True, **k),
+             "ours_compiled": lambda *a, **k: build_ours(*a, compiled=True, **k),
+             "ours_cudagraphs": lambda *a, **k: build_ours(*a, cudagraphs=True, **k)}[base]
+    kwargs = {"device": device} if base == "torchrl" else {"device": device,
+                                                            "precision": "bfloat16" if bf16 else "float32"}
     t0 = time.perf_counter()
-    update, params, sizes = build(preset, kind, args.batch, args.seq, args.horizon)
+    update, params, sizes = build(preset, kind, args.batch, args.seq, args.horizon, **kwargs)
     build_s = time.perf_counter() - t0
     rss_built = rss_mb()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)  # CUDA work is asynchronous: time it finished
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     warmup_s = []
     for _ in range(args.warmup):
+        sync()
         t = time.perf_counter()
         update()
+        sync()
         warmup_s.append(time.perf_counter() - t)
     times, ensemble = [], []
     for _ in range(args.iters):
+        sync()
         t = time.perf_counter()
         part = update()
+        sync()
         times.append(time.perf_counter() - t)
         if impl == "ours_intrinsic":  # its update returns the ensemble's seconds
             ensemble.append(part)
@@ -471,6 +499,9 @@ def run_one(name: str, spec, args) -> dict:
         "first_updates_overhead_s": sum(warmup_s) - len(warmup_s) * statistics.median(times),
         "peak_rss_mb": rss_mb(), "rss_after_torch_import_mb": rss_import, "rss_after_build_mb": rss_built,
         "peak_rss_above_torch_import_mb": rss_mb() - rss_import, **extra,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "precision": "bfloat16" if bf16 else "float32",
+        **({"peak_cuda_allocated_mb": torch.cuda.max_memory_allocated() / 2**20} if cuda else {}),
     }
 
 
@@ -480,11 +511,12 @@ def run_one(name: str, spec, args) -> dict:
 def spawn(name: str, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--iters", str(args.iters),
            "--warmup", str(args.warmup), "--threads", str(args.threads), "--batch", str(args.batch),
-           "--seq", str(args.seq), "--horizon", str(args.horizon)] + (["--quick"] if args.quick else []) \
+           "--seq", str(args.seq), "--horizon", str(args.horizon), "--device", args.device] \
+        + (["--quick"] if args.quick else []) \
         + (["--tune-malloc"] if args.tune_malloc else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    impl, preset, kind = (QUICK if args.quick else WORKLOADS)[name]
+    impl, preset, kind = catalogue_for(args)[name]
     failed = {"name": name, "impl": impl, "preset": preset, "obs": kind}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.timeout)
@@ -495,6 +527,11 @@ def spawn(name: str, args) -> dict:
             return json.loads(line[len(RESULT_MARK):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
     return {**failed, "error": f"rc={proc.returncode}: " + " | ".join(tail)}
+
+
+def catalogue_for(args) -> dict:
+    """The workloads a name may pick: the quick ones, or every full-size one (CPU and GPU)."""
+    return QUICK if args.quick else {**WORKLOADS, **GPU_WORKLOADS}
 
 
 def table(rows: list[dict]) -> str:
@@ -523,6 +560,7 @@ def main(argv=None) -> int:
                    help="glibc mallopt: large temporaries reused from the heap, in every workload's process")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per workload subprocess")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (default workloads: GPU_WORKLOADS)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -534,7 +572,7 @@ def main(argv=None) -> int:
         args.batch, args.seq, args.horizon = args.batch or 16, args.seq or 64, args.horizon or 15
         args.threads = args.threads or 2
         args.iters = args.iters or 5
-    catalogue = QUICK if args.quick else WORKLOADS
+    catalogue = catalogue_for(args)
 
     if args.one is not None:  # child
         print(RESULT_MARK + json.dumps(run_one(args.one, catalogue[args.one], args)), flush=True)
@@ -546,7 +584,7 @@ def main(argv=None) -> int:
         # scheduler slice: updates measured at 2 threads on a loaded 2-core machine came out ~20x slower
         print(f"warning: load average {load_before:.2f} on {os.cpu_count()} CPUs; timings at "
               f"{args.threads} threads will be distorted by other processes", flush=True)
-    names = args.workloads or list(catalogue)
+    names = args.workloads or list(GPU_WORKLOADS if args.device.startswith("cuda") and not args.quick else catalogue)
     unknown = [n for n in names if n not in catalogue]
     if unknown:
         p.error(f"unknown workloads {unknown}; choose from {list(catalogue)}")
@@ -558,10 +596,12 @@ def main(argv=None) -> int:
     ratios = {}
     for (impl, preset, kind), r in by_key.items():
         ours = by_key.get(("ours", preset, kind))
-        if impl == "ours_compiled" and ours is not None and "error" not in r and "error" not in ours:
-            ratios[f"{preset}/{kind}/compiled"] = {
-                "compiled_over_eager_median": r["sec_per_update_median"] / ours["sec_per_update_median"],
-                "compile_overhead_s": r["first_updates_overhead_s"],
+        if impl.startswith("ours_") and impl != "ours_intrinsic" and ours is not None \
+                and "error" not in r and "error" not in ours:
+            variant = impl.removeprefix("ours_")
+            ratios[f"{preset}/{kind}/{variant}"] = {
+                "variant_over_eager_median": r["sec_per_update_median"] / ours["sec_per_update_median"],
+                "first_updates_overhead_s": r["first_updates_overhead_s"],
             }
         if impl != "torchrl" or ours is None:
             continue
@@ -577,7 +617,8 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "update_speed",
         "what": "seconds per full DreamerV3 update (world model + imagination from every posterior state + actor"
-                " + critic + backward + optimizer step + slow critic), float32, CPU",
+                " + critic + backward + optimizer step + slow critic); float32 unless a row says bfloat16",
+        "device": args.device,
         "quick": args.quick,
         "tune_malloc": args.tune_malloc,
         "workloads": rows,
@@ -614,6 +655,7 @@ def main(argv=None) -> int:
             "torch": torch.__version__, "torchrl": torchrl.__version__, "threads": args.threads,
             "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "processor": platform.processor(),
+            "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
             "loadavg_1min_before": load_before,
             "loadavg_1min_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         },
@@ -628,9 +670,9 @@ def main(argv=None) -> int:
             print(f"{r['name']}: reward ensemble {r['ensemble_sec_per_update_median']:.3f} s per update, "
                   f"{100 * r['ensemble_share_median']:.1f}% of the update (median)")
     for key, r in ratios.items():
-        if "compiled_over_eager_median" in r:
-            print(f"compiled/eager {key}: {r['compiled_over_eager_median']:.2f}x (median), "
-                  f"compilation about {r['compile_overhead_s']:.0f} s")
+        if "variant_over_eager_median" in r:
+            print(f"{key} / eager float32: {r['variant_over_eager_median']:.2f}x (median), "
+                  f"first updates' extra time (compilation) {r['first_updates_overhead_s']:.0f} s")
             continue
         med = r["torchrl_over_ours_median"]
         print(f"torchrl/ours {key}: " + (f"{med:.2f}x (median)" if med is not None and math.isfinite(med) else "n/a"))

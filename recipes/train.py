@@ -80,7 +80,11 @@ def run(cfg: DictConfig) -> Path:
     env = make_training_env(cfg, seed=cfg.seed + 10_007 * rank)
     eval_env = make_env(cfg.env, seed=cfg.seed + 10_000, device=cfg.device, **cfg.env_kwargs)
     shapes = env_shapes(env)
-    world_model, actor, critic = build_networks(cfg.model, shapes)
+    # networks and updates on cfg.device (envs step there too); replay stays in host memory
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
+    world_model, actor, critic = (m.to(device) for m in build_networks(cfg.model, shapes))
     if cfg.compile:  # optional: the RSSM steps compiled on first use (the first updates take longer)
         world_model.rssm.compile_steps(dynamic=False)
     policy = DreamerPolicy(world_model, actor)
@@ -90,6 +94,8 @@ def run(cfg: DictConfig) -> Path:
     # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
     ensemble, reward_transform = (build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic
                                   else (None, None))
+    if ensemble is not None:
+        ensemble.to(device)
     a = cfg.agent
     learner = Learner(
         world_model, actor, critic, horizon=a.horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
@@ -99,7 +105,8 @@ def run(cfg: DictConfig) -> Path:
                                 horizon=a.return_horizon, context=cfg.replay_context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-    ).enable_data_parallel(dist)
+        precision=cfg.precision,
+    ).to(device).enable_data_parallel(dist)  # .to: the losses' own state (return percentiles, slow critic)
 
     # --- replay: DreamerV3 step layout, contiguous slices of T + context steps ----------------
     slice_len = cfg.batch_length + cfg.replay_context
@@ -113,7 +120,7 @@ def run(cfg: DictConfig) -> Path:
     scratch = run_dir / ("replay_scratch" if world == 1 else f"replay_scratch_rank{rank}")
     shutil.rmtree(scratch, ignore_errors=True)
     storage = (LazyMemmapStorage(size, scratch_dir=scratch) if size > cfg.replay_memmap_above
-               else LazyTensorStorage(size))
+               else LazyTensorStorage(size, device="cpu"))
     prioritized = cfg.xp.prioritized
     sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if prioritized
                else ContiguousSliceSampler(slice_len, lanes=cfg.envs))
@@ -171,6 +178,7 @@ def run(cfg: DictConfig) -> Path:
         if batch is None:  # resumed: the round whose checkpoint we loaded
             finished, frames = resumed_round["returns"], 0
         else:
+            batch = batch.to("cpu")  # collected on cfg.device; the replay lives in host memory
             replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes, lane_key=lane_key))
             frames = batch.numel() * world  # every rank collects the same number of steps per round
             counters["env_steps"] += frames
@@ -194,7 +202,7 @@ def run(cfg: DictConfig) -> Path:
         if counters["env_steps"] >= cfg.prefill:
             for _ in range(ratio(counters["env_steps"] - cfg.prefill)):
                 sample, info = replay.sample(return_info=True)
-                sample = sample.reshape(local_batch, slice_len)
+                sample = sample.reshape(local_batch, slice_len).to(device, non_blocking=True)
                 metrics = learner.update(sample)
                 counters["updates"] += 1
                 if metrics["skipped"]:  # a non-finite loss or gradient: nothing was changed
@@ -209,7 +217,7 @@ def run(cfg: DictConfig) -> Path:
                     continue
                 nonfinite_in_a_row, train_metrics = 0, metrics
                 # replay context: the posterior of each trained step becomes a start state later
-                diag = learner.last_diagnostics
+                diag = {k: v.cpu() for k, v in learner.last_diagnostics.items()}  # to the replay's memory
                 index = info["index"].reshape(local_batch, slice_len)[:, cfg.replay_context:]
                 write_back_states(replay, index, diag["deter"], diag["stoch"])
                 if prioritized:  # XP: each trajectory's ε and δ follow the errors of its trained steps
@@ -236,7 +244,7 @@ def run(cfg: DictConfig) -> Path:
                 returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)
                 logger.log_eval(counters["env_steps"], sum(returns) / len(returns))
             if dist.is_main and cfg.logger.video and shapes.pixel_shape is not None and counters["updates"]:
-                logger.log_open_loop_video(learner, replay.sample().reshape(local_batch, slice_len),
+                logger.log_open_loop_video(learner, replay.sample().reshape(local_batch, slice_len).to(device),
                                            counters["env_steps"])
             next_eval = (counters["env_steps"] // cfg.eval.every + 1) * cfg.eval.every
         if counters["env_steps"] >= cfg.steps:

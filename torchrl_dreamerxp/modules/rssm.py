@@ -131,7 +131,10 @@ class RSSM(nn.Module):
 
     # -- state -------------------------------------------------------------------------------
     def initial(self, batch: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero ``(deter [B, D], stoch [B, S, C])``, the state at the start of every episode."""
+        """Zero ``(deter [B, D], stoch [B, S, C])``, the state at the start of every episode (on the
+        RSSM's device unless ``device`` says otherwise)."""
+        if device is None:
+            device = next(self.parameters()).device
         return (
             torch.zeros(batch, self.deter, device=device, dtype=dtype),
             torch.zeros(batch, self.stoch, self.classes, device=device, dtype=dtype),

@@ -99,7 +99,8 @@ def _write(tmp: Path, learner, replay_buffer, counters: dict) -> None:
             "learner": learner.state_dict(),
             "training": learner.training_state_dict(),  # optimizers, λ scheduler
             "counters": counters,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})},
         },
         tmp / "state.pt",
     )
@@ -199,6 +200,8 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["counters"]
 
 

@@ -67,6 +67,7 @@ RULES = {
     "max_nonfinite_updates": (_int(1), "an integer >= 1"),
     "resume": (_bool, "true or false"),
     "compile": (_bool, "true or false"),
+    "precision": (_choice("float32", "bfloat16"), "float32 or bfloat16"),
     "progress": (_bool, "true or false"),
     "agent.horizon": (_int(1), "an integer >= 1"),
     "agent.lr": (_num(0, lo_open=True), "a number > 0"),

@@ -42,7 +42,9 @@ class DistributedContext:
         """Whether ``flag`` holds on every rank (so all ranks take the same branch)."""
         if not self.enabled:
             return flag
-        t = torch.tensor(int(flag))
+        # nccl reduces CUDA tensors only
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor(int(flag), device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t)
 
@@ -73,7 +75,10 @@ def init_distributed(device: str = "cpu") -> DistributedContext:
     if world_size == 1:
         return DistributedContext()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+        cuda = str(device).startswith("cuda")
+        if cuda:  # one GPU per process: torchrun's LOCAL_RANK picks it
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
     return DistributedContext(dist.get_rank(), dist.get_world_size())
 
 

@@ -36,12 +36,12 @@ def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, t
         blocks = [to_dreamer_layout(b, obs_keys, state_shapes) for b in batch.unbind(0)]
         if lane_key is not None:
             for env_index, block in enumerate(blocks):
-                block[lane_key] = torch.full((block.shape[0],), env_index, dtype=torch.long)
+                block[lane_key] = torch.full((block.shape[0],), env_index, dtype=torch.long, device=block.device)
         return torch.cat(blocks, 0)
     n = batch.shape[0]
     nxt = batch["next"]
     action = batch["action"].float()
-    false = torch.zeros(n, dtype=torch.bool)
+    false = torch.zeros(n, dtype=torch.bool, device=action.device)
 
     def rows(obs_src, action, reward, is_first, term, last):
         td = TensorDict({k: obs_src[k] for k in obs_keys}, [n])
@@ -55,11 +55,11 @@ def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, t
             }
         )
         for key, shape in state_shapes.items():
-            td[key] = torch.zeros(n, *shape)
+            td[key] = torch.zeros(n, *shape, device=action.device)
         return td
 
     first = batch["is_first"].reshape(n)
-    reset = rows(batch, torch.zeros_like(action), torch.zeros(n), ~false, false, false)
+    reset = rows(batch, torch.zeros_like(action), torch.zeros(n, device=action.device), ~false, false, false)
     step = rows(nxt, action, nxt["reward"].reshape(n).float(), false, nxt["terminated"].reshape(n), nxt["done"].reshape(n))
     keep = torch.stack([first, ~false], 1).reshape(-1)
     return torch.stack([reset, step], 1).reshape(-1)[keep]

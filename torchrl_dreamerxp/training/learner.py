@@ -28,6 +28,12 @@ class Learner(nn.Module):
     :class:`~torchrl_dreamerxp.transforms.IntrinsicRewardTransform`) rewrites the imagined rewards
     before returns are computed.
 
+    ``precision="bfloat16"`` runs the forward passes under ``torch.autocast`` (bf16 matrix products, float32
+    parameters, optimizer and reductions); the default ``"float32"`` is the official recipe's precision.
+
+    One update waits for the device once: the skip decision (loss and gradients finite) and every metric
+    are read back together after ``backward``, so on a GPU the host never stalls mid-update.
+
     :meth:`update` takes a replayed batch ``[B, T + context]`` and returns scalar metrics; the per-step
     ``recon_error`` ``[B, T]`` and ``value_error`` ``[B, T−1]`` and the posterior states (for the
     replay context write-back) are under :attr:`last_diagnostics`.
@@ -48,8 +54,11 @@ class Learner(nn.Module):
     def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
                  agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
                  ensemble: RewardEnsemble | None = None, ensemble_lr=1e-4,
-                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None):
+                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None, precision="float32"):
         super().__init__()
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+        self.precision = precision
         self.world_model, self.actor, self.critic = world_model, actor, critic
         self.world_model_loss = WorldModelLoss(world_model, **(world_model_kwargs or {}))
         self.imagination = Imagination(world_model, actor, horizon, reward_transform)
@@ -115,11 +124,11 @@ class Learner(nn.Module):
                     terms[key] = value
                 elif value.dim() == 0:
                     metrics[key] = value.detach()
-        self.last_diagnostics = {
-            "recon_error": wm["recon_error"],
-            "value_error": critic["value_error"],
-            "deter": wm["deter"].detach(),
-            "stoch": wm["stoch"].detach(),
+        self.last_diagnostics = {  # float32 also under bf16 autocast: they go back into the replay
+            "recon_error": wm["recon_error"].float(),
+            "value_error": critic["value_error"].float(),
+            "deter": wm["deter"].detach().float(),
+            "stoch": wm["stoch"].detach().float(),
         }
         return terms, metrics
 
@@ -144,16 +153,19 @@ class Learner(nn.Module):
         is emptied so nothing of the batch is written back to replay.
         """
         norm_state = {k: v.clone() for k, v in self.actor_loss.return_norm.state_dict().items()}
-        terms, metrics = self._ddp(batch) if self._ddp is not None else self.losses(batch)
+        with self._autocast():
+            terms, metrics = self._ddp(batch) if self._ddp is not None else self.losses(batch)
         loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
-        finite = self.distributed.all_true(bool(torch.isfinite(loss)))
-        if finite:
-            loss.backward()  # under DDP, gradients arrive averaged over the ranks
-            grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-        elif self._ddp is not None:  # DDP expects a backward after each forward: a zero one keeps ranks in step
-            sum(p.sum() for p in self._ddp.parameters()).mul(0.0).backward()
+        # always backward (under DDP every rank must, and the gradients arrive averaged): a non-finite loss
+        # on any rank leaves non-finite gradients everywhere, so one check after it decides for all ranks
+        loss.backward()
+        grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        finite = torch.isfinite(loss) & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        names = [*terms, *metrics, "loss"]
+        values = torch.stack([v.detach().float().reshape(()).to(loss.device)
+                              for v in (*terms.values(), *metrics.values(), loss)])
+        finite = self.distributed.all_true(bool(finite))  # the update's one wait for the device
         if not finite:  # divergence: skip, restore what the forward pass moved
             self.optimizer.zero_grad(set_to_none=True)
             self.actor_loss.return_norm.load_state_dict(norm_state)
@@ -161,8 +173,7 @@ class Learner(nn.Module):
             return {"skipped": 1.0, "loss": float(loss.detach())}
         self.optimizer.step()
         self.slow_critic.step()
-        out = {k: float(v.detach()) for k, v in {**terms, **metrics}.items()}
-        out["loss"] = float(loss.detach())
+        out = dict(zip(names, values.tolist()))
         out["skipped"] = 0.0
         if self.ensemble is not None:
             out["loss_ensemble"] = self.update_ensemble(batch)
@@ -175,20 +186,23 @@ class Learner(nn.Module):
         transitions = data.select("action", "reward", "is_first").clone(False)
         transitions.set("deter", self.last_diagnostics["deter"])
         transitions.set("stoch", self.last_diagnostics["stoch"])
-        loss = self.ensemble_loss(transitions)["loss_ensemble"]
+        with self._autocast():
+            loss = self.ensemble_loss(transitions)["loss_ensemble"]
         self.ensemble_optimizer.zero_grad(set_to_none=True)
-        finite = self.distributed.all_true(bool(torch.isfinite(loss)))
-        if finite:
-            loss.backward()
-            self.distributed.average_gradients(self.ensemble.parameters())
-            grads = [p.grad for p in self.ensemble.parameters() if p.grad is not None]
-            finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
-        if finite:
+        loss.backward()  # as in update: always, then one check for loss and gradients on all ranks
+        self.distributed.average_gradients(self.ensemble.parameters())
+        grads = [p.grad for p in self.ensemble.parameters() if p.grad is not None]
+        finite = torch.isfinite(loss) & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        if self.distributed.all_true(bool(finite)):
             self.ensemble_optimizer.step()
         else:  # a diverging ensemble step is skipped and counted, like the main one
             self.ensemble_optimizer.zero_grad(set_to_none=True)
             self.ensemble_skipped += 1
         return float(loss.detach())
+
+    def _autocast(self):
+        device = next(self.world_model.parameters()).device  # the batch may carry no device
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
     def training_state_dict(self) -> dict:
         """Optimizer and scheduler states (the module parameters are in :meth:`state_dict`)."""
