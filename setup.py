@@ -20,6 +20,7 @@ setup(
     extras_require={
         "atari": ["ale-py==0.12.1", "opencv-python-headless"],
         "dmc": ["dm-control==1.0.50", "mujoco==3.17.0"],
+        "ray": ["ray==2.60.0"],
         "dev": ["pytest", "moviepy", "imageio", "rliable==1.2.0", "arch==7.2.0", "pandas==2.3.3"],
     },
 )

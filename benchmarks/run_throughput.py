@@ -46,9 +46,13 @@ def free_port() -> int:
 
 
 def run_case(env: str, envs: int, train_ratio: float, steps: int, prefill: int, model: str, threads: int,
-             extra: list[str], work: Path, learners: int = 1) -> dict:
-    """One ``recipes/train.py`` run (under ``torchrun`` with ``learners`` > 1 processes); its rates."""
-    run_dir = work / f"{env.replace('/', '_')}_tr{train_ratio:g}_envs{envs}_learners{learners}"
+             extra: list[str], work: Path, learners: int = 1, ray_workers: int = 0) -> dict:
+    """One ``recipes/train.py`` run (under ``torchrun`` with ``learners`` > 1 processes; collecting with
+    ``ray_workers`` Ray workers when > 0, which share the machine's cores); its rates."""
+    run_dir = work / f"{env.replace('/', '_')}_tr{train_ratio:g}_envs{envs}_learners{learners}_ray{ray_workers}"
+    if ray_workers:
+        cpus = min(1.0, (os.cpu_count() or 1) / ray_workers)  # Ray must be able to place every worker
+        extra = [*extra, "collector.backend=ray", f"collector.workers={ray_workers}", f"collector.worker_cpus={cpus:g}"]
     shutil.rmtree(run_dir, ignore_errors=True)
     launcher = ([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={learners}",
                  f"--master_port={free_port()}"] if learners > 1 else [sys.executable])
@@ -70,7 +74,8 @@ def run_case(env: str, envs: int, train_ratio: float, steps: int, prefill: int, 
     phase = [m for m in perf if "perf/env_steps_per_s" in m and m["env_step"] > prefill + 100]
     mean = (lambda key: sum(m[key] for m in phase) / len(phase) if phase else None)
     return {
-        "envs": envs, "learners": learners, "threads_per_learner": threads, "train_ratio": train_ratio,
+        "envs": envs, "learners": learners, "ray_workers": ray_workers, "threads_per_learner": threads,
+        "train_ratio": train_ratio,
         "env_steps": done["env_steps"], "updates": done["updates"],
         "process_wall_s": round(wall, 2), "run_wall_s": round(done["wall_time_s"], 2),
         "env_steps_per_s": round(done["env_steps"] / done["wall_time_s"], 2),

@@ -38,6 +38,7 @@ from torchrl_dreamerxp.training.distributed import init_distributed  # noqa: E40
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
 from torchrl_dreamerxp.training.evaluation import evaluate  # noqa: E402
 from torchrl_dreamerxp.training.logging import NullLogger, RunLogger, plot_returns  # noqa: E402
+from torchrl_dreamerxp.training.ray_collection import make_ray_collector  # noqa: E402
 from torchrl_dreamerxp.training.ratio import TrainRatio  # noqa: E402
 from torchrl_dreamerxp.training.replay_context import write_back_states  # noqa: E402
 
@@ -77,9 +78,11 @@ def run(cfg: DictConfig) -> Path:
     local_batch = cfg.batch_size // world
 
     # --- envs and networks -------------------------------------------------------------------
-    env = make_training_env(cfg, seed=cfg.seed + 10_007 * rank)
+    ray_backend = cfg.collector.backend == "ray"
+    # local: the env (or cfg.envs parallel envs) in this machine; ray: each Ray worker builds its own env
+    env = make_training_env(cfg, seed=cfg.seed + 10_007 * rank) if not ray_backend else None
     eval_env = make_env(cfg.env, seed=cfg.seed + 10_000, device=cfg.device, **cfg.env_kwargs)
-    shapes = env_shapes(env)
+    shapes = env_shapes(eval_env)
     # networks and updates on cfg.device (envs step there too); replay stays in host memory
     device = torch.device(cfg.device)
     if device.type == "cuda" and device.index is None:
@@ -88,8 +91,9 @@ def run(cfg: DictConfig) -> Path:
     if cfg.compile:  # optional: the RSSM steps compiled on first use (the first updates take longer)
         world_model.rssm.compile_steps(dynamic=False)
     policy = DreamerPolicy(world_model, actor)
-    env = TransformedEnv(env, policy.make_primer())
-    env.append_transform(RewardSum())
+    if env is not None:
+        env = TransformedEnv(env, policy.make_primer())
+        env.append_transform(RewardSum())
     eval_env = TransformedEnv(eval_env, policy.make_primer())
     # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
     ensemble, reward_transform = (build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic
@@ -110,12 +114,13 @@ def run(cfg: DictConfig) -> Path:
 
     # --- replay: DreamerV3 step layout, contiguous slices of T + context steps ----------------
     slice_len = cfg.batch_length + cfg.replay_context
+    lanes = cfg.collector.workers if ray_backend else cfg.envs  # one replay lane per env stream
     ckpt_dir = run_dir / "checkpoints"
     last = latest_checkpoint(ckpt_dir) if cfg.resume else None
     # resets add rows; never allocate more than the run needs (a resumed run keeps its capacity)
     size = (read_counters(last)["replay_capacity"] if last is not None
-            else min(cfg.replay_size, (cfg.steps + cfg.steps // 2) // world + slice_len * cfg.envs))
-    size -= size % cfg.envs  # one equal lane per env
+            else min(cfg.replay_size, (cfg.steps + cfg.steps // 2) // world + slice_len * lanes))
+    size -= size % lanes  # one equal lane per env
     # the memory-mapped files of an earlier (crashed) process are stale: a resume refills from the checkpoint
     scratch = run_dir / ("replay_scratch" if world == 1 else f"replay_scratch_rank{rank}")
     shutil.rmtree(scratch, ignore_errors=True)
@@ -123,11 +128,11 @@ def run(cfg: DictConfig) -> Path:
                else LazyTensorStorage(size, device="cpu"))
     prioritized = cfg.xp.prioritized
     sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if prioritized
-               else ContiguousSliceSampler(slice_len, lanes=cfg.envs))
-    # parallel envs: each env's steps go to its own lane, so a slice never mixes two envs
-    lane_key = "lane" if cfg.envs > 1 else None
+               else ContiguousSliceSampler(slice_len, lanes=lanes))
+    # parallel envs or Ray workers: each env's steps go to its own lane, so a slice never mixes two envs
+    lane_key = "lane" if lanes > 1 else None
     replay = TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len,
-                                    **({"writer": LaneWriter(cfg.envs, lane_key)} if lane_key else {}))
+                                    **({"writer": LaneWriter(lanes, lane_key)} if lane_key else {}))
     state_shapes = {"deter": (world_model.rssm.deter,), "stoch": (world_model.rssm.stoch, world_model.rssm.classes)}
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
 
@@ -149,13 +154,19 @@ def run(cfg: DictConfig) -> Path:
         logger.log({"eval/random_return": random_return}, 0)
 
     def collected():  # lazily: a resumed run finishes its interrupted round before the collector starts
-        collector = Collector(  # this rank's share of the totals
-            env, policy, frames_per_batch=cfg.frames_per_batch // world,
+        totals = dict(  # this rank's share of the totals
+            frames_per_batch=cfg.frames_per_batch // world,
             total_frames=max((cfg.steps - counters["env_steps"]) // world, cfg.frames_per_batch // world),
-            init_random_frames=max((cfg.prefill - counters["env_steps"]) // world, 0),
-            auto_register_policy_transforms=False,
-        )
-        collector.set_seed(cfg.seed + counters["env_steps"] + 10_007 * rank)
+            init_random_frames=max((cfg.prefill - counters["env_steps"]) // world, 0))
+        seed = cfg.seed + counters["env_steps"] + 10_007 * rank
+        if ray_backend:  # remote workers (Ray actors), each stepping a CPU copy of the policy
+            collector = make_ray_collector(
+                policy, cfg.env, workers=cfg.collector.workers, seed=seed, worker_cpus=cfg.collector.worker_cpus,
+                address=cfg.collector.ray_address, env_kwargs=OmegaConf.to_container(cfg.env_kwargs, resolve=True),
+                **totals)
+        else:
+            collector = Collector(env, policy, auto_register_policy_transforms=False, **totals)
+            collector.set_seed(seed)
         try:
             yield from collector
         finally:

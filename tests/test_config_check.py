@@ -66,6 +66,12 @@ BAD = [
     (["envs=0"], "envs", ">= 1"),
     (["envs=3", "frames_per_batch=16"], "frames_per_batch", "multiple of envs=3"),
     (["envs=2", "xp=prioritized"], "envs", "one stream"),
+    (["collector.backend=spark"], "collector.backend", "local or ray"),
+    (["collector.workers=0"], "collector.workers", ">= 1"),
+    (["collector.backend=ray", "collector.workers=3"], "collector.backend=ray", "multiple of collector.workers"),
+    (["collector.backend=ray", "envs=2"], "collector.backend=ray", "envs must be 1"),
+    (["collector.backend=ray", "xp=full"], "collector.backend=ray", "one stream"),
+    (["precision=float16"], "precision", "float32 or bfloat16"),
 ]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -67,6 +68,9 @@ RULES = {
     "max_nonfinite_updates": (_int(1), "an integer >= 1"),
     "resume": (_bool, "true or false"),
     "compile": (_bool, "true or false"),
+    "collector.backend": (_choice("local", "ray"), "local or ray"),
+    "collector.workers": (_int(1), "an integer >= 1 (Ray workers)"),
+    "collector.worker_cpus": (_num(0, lo_open=True), "a number > 0 (CPUs per Ray worker)"),
     "precision": (_choice("float32", "bfloat16"), "float32 or bfloat16"),
     "progress": (_bool, "true or false"),
     "agent.horizon": (_int(1), "an integer >= 1"),
@@ -196,6 +200,24 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
             scheduler_from_config(cfg.xp.scheduler)
         except (ValueError, TypeError) as err:
             problems.append(f"xp.scheduler.{cfg.xp.scheduler.name}: {err}")
+    if cfg.get("collector") is not None and cfg.collector.get("backend") == "ray" and ok("collector.workers"):
+        ray_problems = []
+        if ok("frames_per_batch") and cfg.frames_per_batch % cfg.collector.workers:
+            ray_problems.append(f"frames_per_batch={cfg.frames_per_batch} must be a multiple of "
+                                f"collector.workers={cfg.collector.workers}")
+        if cfg.get("envs", 1) != 1:
+            ray_problems.append("envs must be 1 (each Ray worker steps one env; use collector.workers)")
+        if cfg.get("xp") is not None and cfg.xp.get("prioritized", False):
+            ray_problems.append(f"xp={cfg.xp.name}: the prioritized trajectory sampler reads one stream of steps")
+        if cfg.get("device", "cpu") != "cpu":
+            ray_problems.append("device must be cpu (the workers step CPU copies of the policy)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            ray_problems.append("not under torchrun (one learner process feeds from the Ray workers)")
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            ray_problems.append("Ray is not installed (pip install ray)")
+        problems += [f"collector.backend=ray: {msg}" for msg in ray_problems]
     if cfg.get("device", "cpu") != "cpu":
         import torch
 

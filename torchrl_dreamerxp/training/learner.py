@@ -32,7 +32,7 @@ class Learner(nn.Module):
     parameters, optimizer and reductions); the default ``"float32"`` is the official recipe's precision.
 
     One update waits for the device once: the skip decision (loss and gradients finite) and every metric
-    are read back together after ``backward``, so on a GPU the host never stalls mid-update.
+    are read back together after ``backward``; the optimizer step is then queued without waiting.
 
     :meth:`update` takes a replayed batch ``[B, T + context]`` and returns scalar metrics; the per-step
     ``recon_error`` ``[B, T]`` and ``value_error`` ``[B, T−1]`` and the posterior states (for the
@@ -163,17 +163,18 @@ class Learner(nn.Module):
         grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         finite = torch.isfinite(loss) & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
         names = [*terms, *metrics, "loss"]
-        values = torch.stack([v.detach().float().reshape(()).to(loss.device)
-                              for v in (*terms.values(), *metrics.values(), loss)])
-        finite = self.distributed.all_true(bool(finite))  # the update's one wait for the device
+        values = torch.stack([finite.float(), *(v.detach().float().reshape(()).to(loss.device)
+                                                for v in (*terms.values(), *metrics.values(), loss))])
+        finite, *values = values.tolist()  # the update's one wait for the device
+        finite = self.distributed.all_true(bool(finite))
         if not finite:  # divergence: skip, restore what the forward pass moved
             self.optimizer.zero_grad(set_to_none=True)
             self.actor_loss.return_norm.load_state_dict(norm_state)
             self.last_diagnostics = {}
-            return {"skipped": 1.0, "loss": float(loss.detach())}
+            return {"skipped": 1.0, "loss": values[-1]}
         self.optimizer.step()
         self.slow_critic.step()
-        out = dict(zip(names, values.tolist()))
+        out = dict(zip(names, values))
         out["skipped"] = 0.0
         if self.ensemble is not None:
             out["loss_ensemble"] = self.update_ensemble(batch)
