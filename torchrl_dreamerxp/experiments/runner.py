@@ -86,8 +86,8 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     machine's CPU cores (``cores // parallel`` torch threads each). ``launcher="ray"``: every run is a Ray task
     with ``ray_cpus_per_run`` CPUs (and as many torch threads) on the cluster at ``ray_address`` (a local
     one if ``None``); every node needs this repository at the same path and ``runs_dir`` on a filesystem
-    all nodes share (this process reads each finished run's directory). A run that fails is stored with ``status=failed`` and the end of its
-    error output; the other runs go on.
+    all nodes share (this process reads each finished run's directory). A run that fails is stored with
+    ``status=failed`` and the end of its error output; the other runs go on.
 
     Examples:
         >>> from torchrl_dreamerxp.experiments.spec import Experiment
