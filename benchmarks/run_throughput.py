@@ -123,6 +123,15 @@ def save_figure(fig, result: dict, png: Path) -> None:
     plt.close(fig)
 
 
+def write_result(result: dict, args, plot) -> None:
+    """The load after the runs, the JSON at ``args.out`` and ``plot(result, args.png)``."""
+    result["load_average_after"] = os.getloadavg()[0]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, args.png)
+    print(f"wrote {args.out} and {args.png}")
+
+
 def plot(result: dict, png: Path) -> None:
     import matplotlib
 
@@ -171,11 +180,7 @@ def main(argv=None) -> int:
                     row["train_phase_speedup"] = round(
                         row["train_phase_env_steps_per_s"] / serial["train_phase_env_steps_per_s"], 3)
             result["regimes"][regime] = {"train_ratio": train_ratio, "steps": steps, "prefill": prefill, "runs": rows}
-    result["load_average_after"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.png)
-    print(f"wrote {args.out} and {args.png}")
+    write_result(result, args, plot)
     return 0
 
 

@@ -20,15 +20,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from run_throughput import QUICK, REGIMES, add_common_args, header, rate, run_case, save_figure  # noqa: E402
+from run_throughput import (QUICK, REGIMES, add_common_args, header, rate, run_case, save_figure,  # noqa: E402
+                            write_result)
 
 
 def plot(result: dict, png: Path) -> None:
@@ -91,11 +90,7 @@ def main(argv=None) -> int:
                 row["speedup"] = round(rate(row, key) / rate(rows[0], key), 3)
             result[sweep] = {"regime": regime, "train_ratio": train_ratio, "steps": steps, "prefill": prefill,
                              "runs": rows}
-    result["load_average_after"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.png)
-    print(f"wrote {args.out} and {args.png}")
+    write_result(result, args, plot)
     return 0
 
 
