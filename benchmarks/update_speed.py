@@ -465,20 +465,19 @@ def run_one(name: str, spec, args) -> dict:
     sync = torch.cuda.synchronize if cuda else (lambda: None)  # CUDA work is asynchronous: time it finished
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    warmup_s = []
-    for _ in range(args.warmup):
-        sync()
-        t = time.perf_counter()
-        update()
-        sync()
-        warmup_s.append(time.perf_counter() - t)
-    times, ensemble = [], []
-    for _ in range(args.iters):
+
+    def timed_update() -> tuple[float, object]:
         sync()
         t = time.perf_counter()
         part = update()
         sync()
-        times.append(time.perf_counter() - t)
+        return time.perf_counter() - t, part
+
+    warmup_s = [timed_update()[0] for _ in range(args.warmup)]
+    times, ensemble = [], []
+    for _ in range(args.iters):
+        seconds, part = timed_update()
+        times.append(seconds)
         if impl == "ours_intrinsic":  # its update returns the ensemble's seconds
             ensemble.append(part)
     extra = {}
