@@ -87,7 +87,7 @@ def run(cfg: DictConfig) -> Path:
     device = torch.device(cfg.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
-    world_model, actor, critic = (m.to(device) for m in build_networks(cfg.model, shapes))
+    world_model, actor, critic = build_networks(cfg.model, shapes)
     if cfg.compile:  # optional: the RSSM steps compiled on first use (the first updates take longer)
         world_model.rssm.compile_steps(dynamic=False)
     policy = DreamerPolicy(world_model, actor)
@@ -98,8 +98,6 @@ def run(cfg: DictConfig) -> Path:
     # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
     ensemble, reward_transform = (build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic
                                   else (None, None))
-    if ensemble is not None:
-        ensemble.to(device)
     a = cfg.agent
     learner = Learner(
         world_model, actor, critic, horizon=a.horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
@@ -110,7 +108,7 @@ def run(cfg: DictConfig) -> Path:
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
         precision=cfg.precision,
-    ).to(device).enable_data_parallel(dist)  # .to: the losses' own state (return percentiles, slow critic)
+    ).to(device).enable_data_parallel(dist)  # .to: every network, the ensemble and the losses' own state
 
     # --- replay: DreamerV3 step layout, contiguous slices of T + context steps ----------------
     slice_len = cfg.batch_length + cfg.replay_context
