@@ -100,7 +100,7 @@ def run(cfg: DictConfig) -> Path:
                                   else (None, None))
     a = cfg.agent
     learner = Learner(
-        world_model, actor, critic, horizon=a.horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
+        world_model, actor, critic, horizon=a.horizon, lr=a.lr, actor_lr=a.actor_lr, critic_lr=a.critic_lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
         slow_critic_rate=a.slow_critic_rate, reward_transform=reward_transform, ensemble=ensemble,
         ensemble_lr=cfg.xp.ensemble.lr if cfg.xp.intrinsic else 1e-4,
         world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,

@@ -43,11 +43,11 @@ def rank_main(rank, world, port, out_dir):
     learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1),
                       TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, lr=1e-3, warmup=0)
     learner.enable_data_parallel(ctx)
-    start = torch.cat([p.detach().flatten() for p in learner.optimizer.param_groups[0]["params"]]).clone()
+    start = torch.cat([p.detach().flatten() for g in learner.optimizer.param_groups for p in g["params"]]).clone()
     for step in range(3):
         metrics = learner.update(batch(seed=10 * step + rank))  # each rank its own data
         assert metrics["skipped"] == 0.0
-    flat = (lambda: torch.cat([p.detach().flatten() for p in learner.optimizer.param_groups[0]["params"]]).clone())
+    flat = (lambda: torch.cat([p.detach().flatten() for g in learner.optimizer.param_groups for p in g["params"]]).clone())
     params = flat()
     # a non-finite loss on rank 1 only: both ranks skip the step (agreed), nothing changes, and DDP keeps going
     bad = batch(seed=99 + rank)

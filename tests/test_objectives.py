@@ -201,12 +201,22 @@ def test_dreamerv3_optimizer_is_laprop_with_agc():
 def test_learner_defaults_are_official():
     wm = tiny_world_model()
     learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1))
-    g = learner.optimizer.param_groups[0]
-    assert (g["lr"], g["agc"], g["eps"], g["warmup_steps"], g["beta1"], g["beta2"]) == (4e-5, 0.3, 1e-20, 1000, 0.9, 0.999)
+    groups = learner.optimizer.param_groups
+    for g in groups:  # world model, actor, critic: one lr unless actor_lr/critic_lr say otherwise
+        assert (g["lr"], g["agc"], g["eps"], g["warmup_steps"], g["beta1"], g["beta2"]) == (4e-5, 0.3, 1e-20, 1000, 0.9, 0.999)
     assert learner.imagination.horizon == 15
     assert learner.slow_critic.eps == pytest.approx(0.98)  # SoftUpdate(tau=0.02)
     n_params = sum(p.numel() for p in [*wm.parameters(), *learner.actor.parameters(), *learner.critic.parameters()])
-    assert sum(p.numel() for p in g["params"]) == n_params  # one optimizer over everything
+    assert sum(p.numel() for g in groups for p in g["params"]) == n_params  # one optimizer over everything
+
+
+def test_learner_actor_and_critic_learning_rates():
+    wm = tiny_world_model()
+    actor, critic = Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1)
+    learner = Learner(wm, actor, critic, lr=3e-4, actor_lr=1e-4, critic_lr=2e-4)
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in learner.optimizer.param_groups}
+    assert by_lr == {3e-4: {id(p) for p in wm.parameters()}, 1e-4: {id(p) for p in actor.parameters()},
+                     2e-4: {id(p) for p in critic.parameters()}}
 
 
 def test_learner_reduces_world_model_loss_on_fixed_batch():

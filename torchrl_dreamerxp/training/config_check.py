@@ -41,6 +41,10 @@ def _num(lo=None, hi=None, lo_open=False):
     return check
 
 
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
 def _bool(v):
     return isinstance(v, bool)
 
@@ -75,6 +79,8 @@ RULES = {
     "progress": (_bool, "true or false"),
     "agent.horizon": (_int(1), "an integer >= 1"),
     "agent.lr": (_num(0, lo_open=True), "a number > 0"),
+    "agent.actor_lr": (_optional(_num(0, lo_open=True)), "null (agent.lr) or a number > 0"),
+    "agent.critic_lr": (_optional(_num(0, lo_open=True)), "null (agent.lr) or a number > 0"),
     "agent.warmup": (_int(0), "an integer >= 0 (updates)"),
     "agent.agc": (_num(0, lo_open=True), "a number > 0"),
     "agent.eps": (_num(0, lo_open=True), "a number > 0"),

@@ -19,7 +19,9 @@ class Learner(nn.Module):
 
     One :class:`~torchrl.trainers.algorithms.DreamerV3Optimizer` (LaProp: RMS-normalised gradient then
     momentum, adaptive gradient clipping 0.3, eps 1e-20, linear warm-up) steps all parameters on the
-    sum of the loss terms, as the official agent does; the slow critic follows with
+    sum of the loss terms, as the official agent does (``actor_lr``/``critic_lr`` give the actor's and the
+    critic's parameter groups their own learning rate, as the 2023 paper's 1e-4/3e-5/3e-5 did; ``None``
+    keeps ``lr``); the slow critic follows with
     ``SoftUpdate(tau=0.02)``. Loss scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
 
     XP latent reward disagreement: with ``ensemble`` (a :class:`~torchrl_dreamerxp.modules.RewardEnsemble`)
@@ -52,7 +54,7 @@ class Learner(nn.Module):
     """
 
     def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
-                 agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
+                 actor_lr=None, critic_lr=None, agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
                  ensemble: RewardEnsemble | None = None, ensemble_lr=1e-4,
                  world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None, precision="float32"):
         super().__init__()
@@ -65,8 +67,10 @@ class Learner(nn.Module):
         self.actor_loss = ActorLoss(actor, critic, **(actor_kwargs or {}))
         self.critic_loss = CriticLoss(critic, **(critic_kwargs or {}))
         self.slow_critic = SoftUpdate(self.critic_loss, tau=slow_critic_rate)
-        params = [*world_model.parameters(), *actor.parameters(), *critic.parameters()]
-        self.optimizer = DreamerV3Optimizer(params, lr=lr, agc=agc, eps=eps, warmup_steps=warmup)
+        groups = [{"params": list(world_model.parameters())},
+                  {"params": list(actor.parameters()), "lr": lr if actor_lr is None else actor_lr},
+                  {"params": list(critic.parameters()), "lr": lr if critic_lr is None else critic_lr}]
+        self.optimizer = DreamerV3Optimizer(groups, lr=lr, agc=agc, eps=eps, warmup_steps=warmup)
         self.reward_transform = reward_transform
         self.ensemble = ensemble
         if ensemble is not None:
