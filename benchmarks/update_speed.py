@@ -64,7 +64,7 @@ WORKLOADS = {
     # XP latent reward disagreement on: the ensemble's share of the update (K = 5, latent mode)
     "ours_intrinsic-size12m-vector": ("ours_intrinsic", "size12m", "vector"),
     "torchrl-size12m-pixels": ("torchrl", "size12m", "pixels"),
-    # compile=true: torch.compile of the RSSM steps (the first warm-up update includes the compilation)
+    # compile=true: torch.compile of the RSSM steps and the MLPs (the first warm-up update includes the compilation)
     "ours_compiled-size12m-vector": ("ours_compiled", "size12m", "vector"),
 }
 # --device cuda (a lent GPU): the official sizes, float32 and bf16 autocast, eager, compiled RSSM steps
@@ -134,14 +134,18 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
                compiled: bool = False, device: str = "cpu", precision: str = "float32", cudagraphs: bool = False):
     """``intrinsic=True`` adds the XP reward ensemble as ``xp=intrinsic`` configures it and times its two
     parts inside each update: scoring the imagined trajectory (the transform) and its own training step.
-    ``compiled=True`` compiles the RSSM steps as ``compile=true`` does in the recipe; ``cudagraphs=True``
+    ``compiled=True`` compiles the RSSM steps and the MLPs as ``compile=true`` does in the recipe; ``cudagraphs=True``
     compiles them with ``mode="reduce-overhead"`` (each step replayed as a CUDA graph).
     ``precision="bfloat16"``: the learner's bf16 autocast (``precision=bfloat16`` in the recipe)."""
     learner, data, params, sizes = build_learner(preset, kind, batch, seq, horizon, intrinsic, precision)
     learner.to(device)
     data = data.to(device)
-    if compiled or cudagraphs:
-        learner.world_model.rssm.compile_steps(dynamic=False, **({"mode": "reduce-overhead"} if cudagraphs else {}))
+    if cudagraphs:
+        learner.world_model.rssm.compile_steps(dynamic=False, mode="reduce-overhead")
+    elif compiled:  # as compile=true in the recipe
+        from torchrl_dreamerxp.training.agent import compile_networks
+
+        compile_networks(learner.world_model, learner.actor, learner.critic, dynamic=False)
     if not intrinsic:
         return (lambda: learner.update(data)), params, sizes
     probe = {"ensemble_s": 0.0}

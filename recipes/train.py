@@ -32,7 +32,7 @@ from torchrl_dreamerxp.envs import make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
 from torchrl_dreamerxp.replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler  # noqa: E402
 from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
-from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, env_shapes  # noqa: E402
+from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, compile_networks, env_shapes  # noqa: E402
 from torchrl_dreamerxp.training.config_check import validate_config  # noqa: E402
 from torchrl_dreamerxp.training.distributed import init_distributed  # noqa: E402
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
@@ -88,8 +88,8 @@ def run(cfg: DictConfig) -> Path:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
     world_model, actor, critic = build_networks(cfg.model, shapes)
-    if cfg.compile:  # optional: the RSSM steps compiled on first use (the first updates take longer)
-        world_model.rssm.compile_steps(dynamic=False)
+    if cfg.compile:  # optional: RSSM steps and MLPs compiled on first use (the first updates take longer)
+        compile_networks(world_model, actor, critic, dynamic=False)
     policy = DreamerPolicy(world_model, actor)
     if env is not None:
         env = TransformedEnv(env, policy.make_primer())

@@ -272,9 +272,12 @@ def test_reused_actor_and_critic_outputs_change_neither_losses_nor_gradients(dis
         torch.testing.assert_close(a, b)
 
 
-def test_compiled_rssm_steps_change_neither_losses_nor_gradients():
-    # compile=true (RSSM.compile_steps) is a speed option only: with inductor drawing random numbers as eager
-    # does (fallback_random), a compiled update gives the eager update's losses and gradients
+def test_compiled_networks_change_neither_losses_nor_gradients():
+    # compile=true (compile_networks: the RSSM steps and every MLP) is a speed option only: with inductor
+    # drawing random numbers as eager does (fallback_random), a compiled update gives the eager losses and gradients
+    from torchrl_dreamerxp.modules import MLP
+    from torchrl_dreamerxp.training.agent import compile_networks
+
     import torch._inductor.config as inductor_config
 
     torch.manual_seed(0)
@@ -294,8 +297,10 @@ def test_compiled_rssm_steps_change_neither_losses_nor_gradients():
 
     eager_losses, eager_grads = losses_and_grads()
     with inductor_config.patch(fallback_random=True):
-        wm.rssm.compile_steps(dynamic=False)
+        assert compile_networks(wm, learner.actor, learner.critic, dynamic=False) == 6
         compiled_losses, compiled_grads = losses_and_grads()
+    mlps = [m for net in (wm, learner.actor, learner.critic) for m in net.modules() if isinstance(m, MLP)]
+    assert len(mlps) == 6 and all(m._compiled_call_impl is not None for m in mlps)  # compiled in place
     assert sorted(compiled_losses) == sorted(eager_losses) and len(eager_losses) >= 5
     for key in eager_losses:
         torch.testing.assert_close(compiled_losses[key], eager_losses[key], rtol=1e-4, atol=1e-5, msg=key)

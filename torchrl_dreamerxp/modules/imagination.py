@@ -50,19 +50,20 @@ class Imagination(nn.Module):
         actor_grad = torch.is_grad_enabled()
         with torch.no_grad():
             deter, stoch = deter.detach(), stoch.detach()
-            deters, stochs, actions, policies = [deter], [stoch], [], []
+            feats, actions, policies = [], [], []
             for t in range(self.horizon + 1):
+                feats.append(rssm.features(deter, stoch))
                 with torch.set_grad_enabled(actor_grad):
-                    policy = self.actor.dist_params(rssm.features(deter, stoch))
+                    policy = self.actor.dist_params(feats[-1])
                 actions.append(self.actor.sample(policy))
                 policies.append(policy)
                 if t == self.horizon:  # the last state's action is sampled but not stepped
                     break
                 deter, stoch, _ = rssm.img_step(deter, stoch, actions[-1])
-                deters.append(deter)
-                stochs.append(stoch)
-            deter, stoch = torch.stack(deters, 1), torch.stack(stochs, 1)
-            feat = rssm.features(deter, stoch)
+            # one copy: the states are views of the stacked features, not stacked again and concatenated
+            feat = torch.stack(feats, 1)
+            deter = feat[..., : rssm.deter]
+            stoch = feat[..., rssm.deter:].unflatten(-1, (rssm.stoch, rssm.classes))
             td = TensorDict(
                 {
                     "deter": deter,

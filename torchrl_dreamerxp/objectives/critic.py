@@ -78,17 +78,20 @@ class CriticLoss(LossModule):
         with torch.no_grad(), self.target_critic_params.to_module(self.critic):
             return self.critic.predict(self.critic(feat))
 
-    def _regression(self, logits, feat, target):
-        return self.critic.loss(logits, target) + self.slow_reg * self.critic.loss(logits, self._slow_value(feat))
+    def _regression(self, logits, slow_value, target):
+        return self.critic.loss(logits, target) + self.slow_reg * self.critic.loss(logits, slow_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         k = self.tensor_keys
         imag = tensordict.get("imagined")
-        feat = imag.get(k.feature).detach()[:, :-1]
+        feat = imag.get(k.feature).detach()
         # ActorLoss already ran the critic on these features (with gradients): reuse, don't recompute
         logits = imag.get(k.value_logits, None)
-        logits = self.critic(feat) if logits is None else logits[:, :-1]
-        loss = imag.get(k.weight)[:, :-1] * self._regression(logits, feat, imag.get(k.lambda_return)[:, :-1])
+        logits = (self.critic(feat) if logits is None else logits)[:, :-1]
+        # the networks run on whole trajectories and the last state is sliced off their outputs: slicing the
+        # features first would copy them (N·H·features floats) to make the slice contiguous
+        slow = self._slow_value(feat)[:, :-1]
+        loss = imag.get(k.weight)[:, :-1] * self._regression(logits, slow, imag.get(k.lambda_return)[:, :-1])
         out = {"loss_critic": loss.mean()}
         replay = tensordict.get("replay", None)
         if replay is not None:
@@ -110,7 +113,7 @@ class CriticLoss(LossModule):
             boot = replay.get(k.bootstrap).reshape(shape)
             ret = lambda_returns(reward[:, 1:], boot[:, 1:], 1.0 - term[:, 1:], boot[:, -1],
                                  gamma=self.gamma, lmbda=self.lmbda * (1.0 - last[:, 1:]))
-        loss = (1.0 - last[:, :-1]) * self._regression(logits[:, :-1], feat[:, :-1], ret)
+        loss = (1.0 - last[:, :-1]) * self._regression(logits[:, :-1], self._slow_value(feat)[:, :-1], ret)
         return {
             "loss_critic_replay": self.replay_scale * loss.mean(),
             "value_error": (ret - value[:, :-1]).abs(),

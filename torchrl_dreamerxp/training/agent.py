@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torchrl.data import OneHot
 from torchrl.envs import EnvBase
 
-from ..modules import Actor, RewardEnsemble, TwoHotHead, WorldModel
+from ..modules import MLP, Actor, RewardEnsemble, TwoHotHead, WorldModel
 from ..schedulers import scheduler_from_config
 from ..transforms import IntrinsicRewardTransform
 
-__all__ = ["EnvShapes", "env_shapes", "build_networks", "build_intrinsic"]
+__all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic"]
 
 
 @dataclass
@@ -66,6 +67,30 @@ def build_networks(model_cfg, shapes: EnvShapes):
     actor = Actor(feat, shapes.action_dim, shapes.discrete, units=m.units, layers=m.actor_layers)
     critic = TwoHotHead(feat, units=m.units, layers=m.critic_layers)
     return world_model, actor, critic
+
+
+def compile_networks(world_model: WorldModel, actor: Actor, critic: TwoHotHead, **compile_kwargs) -> int:
+    """``compile=true``: ``torch.compile`` the RSSM steps and, in place, every MLP of the three networks.
+
+    Same math, fewer passes over memory: inductor fuses each hidden layer's RMSNorm and SiLU (forward and
+    backward) around the matrix products. Measured at ``size12m`` on 2 CPU threads, same process: the MLPs
+    take the update from 2.24–2.39 s (RSSM steps compiled) to 2.14–2.28 s. Each MLP compiles once per input
+    shape and grad mode (acting, training, imagination), so dynamo's recompile limit is raised to hold them.
+    Returns the number of MLPs compiled.
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> wm, actor, critic = build_networks(OmegaConf.load("configs/model/tiny.yaml"), EnvShapes(4, None, 2, True))
+        >>> compile_networks(wm, actor, critic, dynamic=False)
+        6
+    """
+    world_model.rssm.compile_steps(**compile_kwargs)
+    mlps = [m for net in (world_model, actor, critic) for m in net.modules() if isinstance(m, MLP)]
+    # all MLPs share one code object (nn.Sequential.forward): each instance × shape × grad mode is an entry
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(mlps))
+    for mlp in mlps:
+        mlp.compile(**compile_kwargs)
+    return len(mlps)
 
 
 def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
