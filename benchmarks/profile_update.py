@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--intrinsic", action="store_true", help="with the XP reward ensemble")
-    p.add_argument("--compile", action="store_true", help="compile the RSSM steps (the recipe's compile=true)")
+    p.add_argument("--compile", action="store_true", help="compile the RSSM steps and the MLPs (the recipe's compile=true)")
     p.add_argument("--top", type=int, default=15, help="profiler operators listed")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -51,7 +51,9 @@ def main(argv=None) -> int:
     learner, data, params, _ = update_speed.build_learner(args.preset, args.obs, args.batch, args.seq, args.horizon,
                                                           intrinsic=args.intrinsic)
     if args.compile:
-        learner.world_model.rssm.compile_steps(dynamic=False)
+        from torchrl_dreamerxp.training.agent import compile_networks
+
+        compile_networks(learner.world_model, learner.actor, learner.critic, dynamic=False)
     phases: dict[str, float] = {}
     for name, owner, attr in [("world model loss", learner.world_model_loss, "forward"),
                               ("imagination", learner.imagination, "forward"),
