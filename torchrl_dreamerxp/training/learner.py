@@ -21,7 +21,8 @@ class Learner(nn.Module):
     momentum, adaptive gradient clipping 0.3, eps 1e-20, linear warm-up) steps all parameters on the
     sum of the loss terms, as the official agent does. ``actor_lr``/``critic_lr`` give the actor's and the
     critic's parameter groups their own learning rate, as the 2023 paper did (1e-4 for the world model, 3e-5
-    for the actor and the critic); ``None`` keeps ``lr``. The slow critic follows with ``SoftUpdate(tau=0.02)``. Loss scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
+    for the actor and the critic); ``None`` keeps ``lr``. The slow critic follows with ``SoftUpdate(tau=0.02)``.
+    Loss scales: rec/rew/con/dyn 1, rep 0.1, policy/value 1, repval 0.3.
 
     XP latent reward disagreement: with ``ensemble`` (a :class:`~torchrl_dreamerxp.modules.RewardEnsemble`)
     each update also trains the ensemble on the detached posterior transitions of the batch, with its own
