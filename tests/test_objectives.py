@@ -219,6 +219,27 @@ def test_learner_actor_and_critic_learning_rates():
                      2e-4: {id(p) for p in critic.parameters()}}
 
 
+def test_learner_resumes_a_single_group_optimizer_state():
+    # checkpoints written before actor_lr/critic_lr held one parameter group (world model, actor, critic in order)
+    wm = tiny_world_model()
+    learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
+                      lr=1e-3, warmup=0)
+    learner.update(replay_batch())
+    state = learner.training_state_dict()
+    flat = state["optimizer"]["param_groups"]
+    old = {**state, "optimizer": {"state": state["optimizer"]["state"],
+                                  "param_groups": [{**flat[0], "params": [i for g in flat for i in g["params"]]}]}}
+    wm2 = tiny_world_model()
+    fresh = Learner(wm2, Actor(wm2.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm2.rssm.feature_dim(), 8, 1),
+                    lr=1e-3, warmup=0)
+    fresh.load_training_state_dict(old)
+    assert [len(g["params"]) for g in fresh.optimizer.param_groups] == [len(g["params"]) for g in flat]
+    assert [g["step"] for g in fresh.optimizer.param_groups] == [1, 1, 1]
+    for p_old, p_new in zip([p for g in learner.optimizer.param_groups for p in g["params"]],
+                            [p for g in fresh.optimizer.param_groups for p in g["params"]]):
+        torch.testing.assert_close(fresh.optimizer.state[p_new]["rms"], learner.optimizer.state[p_old]["rms"])
+
+
 def test_learner_reduces_world_model_loss_on_fixed_batch():
     torch.manual_seed(0)
     wm = tiny_world_model()

@@ -219,7 +219,17 @@ class Learner(nn.Module):
         return state
 
     def load_training_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        groups = self.optimizer.param_groups
+        if len(optimizer["param_groups"]) == 1 < len(groups):
+            # a checkpoint from before actor_lr/critic_lr kept all parameters in one group, in the order
+            # world model, actor, critic: split it the same way so such runs still resume
+            only, ids, start, split = optimizer["param_groups"][0], optimizer["param_groups"][0]["params"], 0, []
+            for group in groups:
+                split.append({**only, "lr": group["lr"], "params": ids[start:start + len(group["params"])]})
+                start += len(group["params"])
+            optimizer = {**optimizer, "param_groups": split}
+        self.optimizer.load_state_dict(optimizer)
         if self.ensemble is not None:
             self.ensemble_optimizer.load_state_dict(state["ensemble_optimizer"])
         if self.reward_transform is not None:
