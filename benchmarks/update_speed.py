@@ -168,13 +168,12 @@ def build_learner(preset: str, kind: str, batch: int, seq: int, horizon: int, in
     from omegaconf import OmegaConf
     from tensordict import TensorDict
 
-    from torchrl_dreamerxp.training import Learner
     from torchrl_dreamerxp.training.agent import EnvShapes, build_networks
+    from torchrl_dreamerxp.training.agent import build_learner as learner_from_config
 
     m = model_cfg(preset)
     train = OmegaConf.load(ROOT / "configs" / "train.yaml")
     train.model = m  # agent settings may interpolate ${model.*}
-    a = train.agent
     context = 1
     if kind == "vector":
         shapes = EnvShapes(obs_dim=OBS_DIM, pixel_shape=None, action_dim=ACTION_DIM, discrete=False)
@@ -188,16 +187,8 @@ def build_learner(preset: str, kind: str, batch: int, seq: int, horizon: int, in
         xp = OmegaConf.load(ROOT / "configs" / "xp" / "intrinsic.yaml")
         train.xp = xp
         ensemble, transform = build_intrinsic(train.xp, world_model, shapes)
-    learner = Learner(  # as recipes/train.py
-        world_model, actor, critic, horizon=horizon, lr=a.lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
-        slow_critic_rate=a.slow_critic_rate, reward_transform=transform, ensemble=ensemble,
-        ensemble_lr=train.xp.ensemble.lr if intrinsic else 1e-4,
-        world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
-                                horizon=a.return_horizon, context=context),
-        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
-        critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-        precision=precision,
-    )
+    train.agent.horizon, train.replay_context, train.precision = horizon, context, precision
+    learner = learner_from_config(train, world_model, actor, critic, ensemble, transform)  # as recipes/train.py
     B, T = batch, seq + context
     if kind == "vector":
         obs = {"observation": torch.randn(B, T, OBS_DIM)}

@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from torchrl_dreamerxp.envs import make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
 from torchrl_dreamerxp.replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler  # noqa: E402
-from torchrl_dreamerxp.training import Learner, to_dreamer_layout  # noqa: E402
-from torchrl_dreamerxp.training.agent import build_intrinsic, build_networks, compile_networks, env_shapes  # noqa: E402
+from torchrl_dreamerxp.training import to_dreamer_layout  # noqa: E402
+from torchrl_dreamerxp.training.agent import (build_intrinsic, build_learner, build_networks,  # noqa: E402
+                                              compile_networks, env_shapes)
 from torchrl_dreamerxp.training.config_check import validate_config  # noqa: E402
 from torchrl_dreamerxp.training.distributed import init_distributed  # noqa: E402
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint  # noqa: E402
@@ -98,17 +99,8 @@ def run(cfg: DictConfig) -> Path:
     # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
     ensemble, reward_transform = (build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic
                                   else (None, None))
-    a = cfg.agent
-    learner = Learner(
-        world_model, actor, critic, horizon=a.horizon, lr=a.lr, actor_lr=a.actor_lr, critic_lr=a.critic_lr, agc=a.agc, eps=a.eps, warmup=a.warmup,
-        slow_critic_rate=a.slow_critic_rate, reward_transform=reward_transform, ensemble=ensemble,
-        ensemble_lr=cfg.xp.ensemble.lr if cfg.xp.intrinsic else 1e-4,
-        world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
-                                horizon=a.return_horizon, context=cfg.replay_context),
-        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
-        critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-        precision=cfg.precision,
-    ).to(device).enable_data_parallel(dist)  # .to: every network, the ensemble and the losses' own state
+    # .to: every network, the ensemble and the losses' own state
+    learner = build_learner(cfg, world_model, actor, critic, ensemble, reward_transform).to(device).enable_data_parallel(dist)
 
     # --- replay: DreamerV3 step layout, contiguous slices of T + context steps ----------------
     slice_len = cfg.batch_length + cfg.replay_context

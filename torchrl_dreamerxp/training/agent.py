@@ -10,8 +10,9 @@ from torchrl.envs import EnvBase
 from ..modules import MLP, Actor, RewardEnsemble, TwoHotHead, WorldModel
 from ..schedulers import scheduler_from_config
 from ..transforms import IntrinsicRewardTransform
+from .learner import Learner
 
-__all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic"]
+__all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic", "build_learner"]
 
 
 @dataclass
@@ -110,3 +111,30 @@ def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
                               units=e.units, layers=e.layers, mode=e.mode, reward_head=world_model.reward)
     transform = IntrinsicRewardTransform(ensemble, scheduler_from_config(xp_cfg.scheduler), window=xp_cfg.window)
     return ensemble, transform
+
+
+def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead, ensemble=None,
+                  reward_transform=None) -> Learner:
+    """The :class:`~torchrl_dreamerxp.training.Learner` of a training config (``configs/train.yaml``): its
+    ``agent.*`` settings, ``replay_context``, ``precision`` and, with an ensemble, ``xp.ensemble.lr``.
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> cfg = OmegaConf.load("configs/train.yaml")
+        >>> cfg.model = OmegaConf.load("configs/model/tiny.yaml")
+        >>> learner = build_learner(cfg, *build_networks(cfg.model, EnvShapes(4, None, 2, True)))
+        >>> learner.imagination.horizon, learner.optimizer.param_groups[0]["lr"] == cfg.model.lr
+        (15, True)
+    """
+    a = cfg.agent
+    return Learner(
+        world_model, actor, critic, horizon=a.horizon, lr=a.lr, actor_lr=a.actor_lr, critic_lr=a.critic_lr,
+        agc=a.agc, eps=a.eps, warmup=a.warmup, slow_critic_rate=a.slow_critic_rate,
+        reward_transform=reward_transform, ensemble=ensemble,
+        ensemble_lr=cfg.xp.ensemble.lr if ensemble is not None else 1e-4,
+        world_model_kwargs=dict(free_nats=a.free_nats, dyn_scale=a.dyn_scale, rep_scale=a.rep_scale,
+                                horizon=a.return_horizon, context=cfg.replay_context),
+        actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
+        critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
+        precision=cfg.precision,
+    )
