@@ -66,8 +66,9 @@ def _ray_tasks(todo: list[RunSpec], threads: int, logger_mode: str, address: str
     places as many at once as the cluster's CPUs allow, on any node."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    from ..training.ray_collection import init_ray
+
+    init_ray(address)
     task = ray.remote(num_cpus=threads)(_train_as_ray_task)
     pending = {task.remote(run, threads, logger_mode): run for run in todo}
     while pending:

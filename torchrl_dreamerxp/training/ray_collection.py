@@ -9,7 +9,23 @@ from torchrl.envs import RewardSum, TransformedEnv
 
 from ..envs import make_env
 
-__all__ = ["ObjectStoreWeightUpdater", "make_ray_collector", "worker_env"]
+__all__ = ["ObjectStoreWeightUpdater", "init_ray", "make_ray_collector", "worker_env"]
+
+
+def init_ray(address: str | None = None) -> None:
+    """Connects to the Ray cluster at ``address`` (``"auto"``, ``"host:port"``; ``None`` starts a local one),
+    unless Ray is already initialized; no dashboard, worker output kept out of this process's log.
+
+    Examples:
+        >>> import ray
+        >>> init_ray()  # doctest: +SKIP
+        >>> ray.is_initialized()  # doctest: +SKIP
+        True
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
 class ObjectStoreWeightUpdater(WeightUpdaterBase):
@@ -106,13 +122,11 @@ def make_ray_collector(policy, env_name: str, *, workers: int, seed: int, frames
         >>> [batch.shape for batch in collector]  # doctest: +SKIP
         [torch.Size([2, 16]), torch.Size([2, 16])]
     """
-    import ray
     from torchrl.collectors.distributed import RayCollector
 
     if frames_per_batch % workers:
         raise ValueError(f"frames_per_batch={frames_per_batch} must be a multiple of workers={workers}")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    init_ray(address)
     env_fns = [partial(worker_env, env_name, seed + 101 * i, dict(env_kwargs or {}), policy.make_primer())
                for i in range(workers)]
     collector = RayCollector(
