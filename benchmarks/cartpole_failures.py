@@ -36,13 +36,12 @@ def episode_ends(run_dir: Path, checkpoint: Path, episodes: int, seed: int) -> d
     from torchrl_dreamerxp.envs import make_env
     from torchrl_dreamerxp.modules import DreamerPolicy
     from torchrl_dreamerxp.training.agent import build_networks, env_shapes
+    from torchrl_dreamerxp.training.checkpoint import load_networks
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     env = make_env(cfg.env, seed=seed)
     world_model, actor, _ = build_networks(cfg.model, env_shapes(env))
-    state = torch.load(checkpoint / "state.pt", weights_only=False)["learner"]
-    for name, net in (("world_model.", world_model), ("actor.", actor)):
-        net.load_state_dict({k[len(name):]: v for k, v in state.items() if k.startswith(name)})
+    load_networks(checkpoint, world_model=world_model, actor=actor)
     policy = DreamerPolicy(world_model, actor)
     env = TransformedEnv(env, policy.make_primer())
     ends = {"cart_out": 0, "pole_fell": 0, "time_limit": 0}

@@ -10,14 +10,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import imageio.v2 as imageio
-import torch
 from omegaconf import OmegaConf
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from torchrl_dreamerxp.envs import make_env
 from torchrl_dreamerxp.replay import ContiguousSliceSampler
 from torchrl_dreamerxp.training.agent import build_networks, env_shapes
-from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, read_counters
+from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_networks, read_counters
 from torchrl_dreamerxp.training.logging import open_loop_frames
 
 
@@ -31,8 +30,7 @@ def main():
     cfg = OmegaConf.load(args.run_dir / "config.yaml")
     world_model, _, _ = build_networks(cfg.model, env_shapes(make_env(cfg.env)))
     checkpoint = latest_checkpoint(args.run_dir / "checkpoints")
-    state = torch.load(checkpoint / "state.pt", weights_only=False)["learner"]
-    world_model.load_state_dict({k[len("world_model."):]: v for k, v in state.items() if k.startswith("world_model.")})
+    load_networks(checkpoint, world_model=world_model)
     capacity = read_counters(checkpoint)["replay_capacity"]
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), sampler=ContiguousSliceSampler(args.length))
     replay.loads(checkpoint / "replay")

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "read_counters", "verify_checkpoint",
-           "CorruptCheckpoint", "fingerprint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "read_counters",
+           "verify_checkpoint", "CorruptCheckpoint", "fingerprint"]
 
 MANIFEST = "manifest.json"
 
@@ -203,6 +203,27 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["counters"]
+
+
+def load_networks(path: Path, **networks) -> None:
+    """Loads networks from a checkpoint's learner state in place, by their names in the learner
+    (``world_model``, ``actor``, ``critic``): for evaluating, rolling out or probing a run's model
+    without its optimizers and replay.
+
+    Examples:
+        >>> import tempfile
+        >>> from torchrl_dreamerxp.modules import Actor
+        >>> saved, loaded = Actor(6, 2, True, units=8, layers=1), Actor(6, 2, True, units=8, layers=1)
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> torch.save({"learner": {f"actor.{k}": v for k, v in saved.state_dict().items()}}, folder / "state.pt")
+        >>> load_networks(folder, actor=loaded)
+        >>> all(torch.equal(a, b) for a, b in zip(saved.parameters(), loaded.parameters()))
+        True
+    """
+    state = torch.load(Path(path) / "state.pt", weights_only=False)["learner"]
+    for name, net in networks.items():
+        prefix = f"{name}."
+        net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def _hash_into(h, value) -> None:
