@@ -66,6 +66,7 @@ WORKLOADS = {
     "torchrl-size12m-pixels": ("torchrl", "size12m", "pixels"),
     # compile=true: torch.compile of the RSSM steps and the MLPs (the first warm-up update includes the compilation)
     "ours_compiled-size12m-vector": ("ours_compiled", "size12m", "vector"),
+    "ours_compiled-vector_small-vector": ("ours_compiled", "vector_small", "vector"),
 }
 # --device cuda (a lent GPU): the official sizes, float32 and bf16 autocast, eager, compiled RSSM steps
 # (inductor) and compiled steps replayed as CUDA graphs (mode="reduce-overhead")
