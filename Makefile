@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements/base.txt setup.py
 
 demo: $(VENV)/.installed
 	$(PY) recipes/env_tour.py --episodes 1
-	$(PY) recipes/train.py env=gym/CartPole-v1 model=vector_small steps=12000 seed=0 eval.every=1000 run_dir=runs/demo
+	$(PY) recipes/train.py env=gym/CartPole-v1 steps=6000 seed=0 compile=true eval.every=1000 run_dir=runs/demo
 
 test: $(VENV)/.installed
 	MUJOCO_GL=egl $(PY) -m pytest -q

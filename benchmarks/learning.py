@@ -4,6 +4,7 @@
     python benchmarks/learning.py --task pendulum --seeds 0 1 2 --parallel 2
     python benchmarks/learning.py --task cartpole --compare uniform,prioritized --parallel 2
     python benchmarks/learning.py --task mountaincar --compare dreamerv3,intrinsic --parallel 2
+    python benchmarks/learning.py --task cartpole --compare float32,bfloat16 --parallel 6 --threads 1
 
 Each seed is a full ``recipes/train.py`` run (its own run directory under ``--runs``). Writes
 ``benchmarks/results/learning_<task>.json`` (per seed: env steps, eval returns, the random-policy
@@ -27,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TASKS = {
     # bars from the DreamerV3 issue: mean final eval return over seeds at the given env steps
-    # train ratio 256 (4x the recipe's 64): at 64 the critic is far from converged after ~1200 updates and
-    # every seed falls back from 500 (docs/learning.md); compile=true only makes the updates faster
-    "cartpole": dict(env="gym/CartPole-v1", model="vector_small", steps=20000, bar=450.0,
-                     extra=["eval.every=2000", "eval.episodes=5", "train_ratio=256", "compile=true"]),
-    "pendulum": dict(env="gym/Pendulum-v1", model="vector_small", steps=30000, bar=-300.0,
-                     extra=["eval.every=3000", "eval.episodes=5"]),
+    # cartpole and pendulum run on the gym family's defaults (configs/family/gym.yaml: vector_small, train
+    # ratio 256; no per-task setting); compile=true only makes the updates faster
+    "cartpole": dict(env="gym/CartPole-v1", steps=20000, bar=450.0,
+                     extra=["eval.every=2000", "eval.episodes=5", "compile=true"]),
+    "pendulum": dict(env="gym/Pendulum-v1", steps=30000, bar=-300.0,
+                     extra=["eval.every=3000", "eval.episodes=5", "compile=true"]),
     # exploration (intrinsic-reward issue): sparse goal reward (+100) with an action cost that teaches a
     # plain agent to stand still; "bar" is the goal (an episode return above 80 means the car got there)
     "mountaincar": dict(env="gym/MountainCarContinuous-v0", model="vector_small", steps=20000, bar=80.0,
@@ -42,16 +43,19 @@ TASKS = {
 
 # variant -> recipe overrides; "uniform" and "dreamerv3" are plain DreamerV3 (the default xp=none)
 VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["xp=prioritized"],
-            "intrinsic": ["xp=intrinsic"], "full": ["xp=full"]}
+            "intrinsic": ["xp=intrinsic"], "full": ["xp=full"],
+            # the bf16 issue: the same agent computing in float32 or in bfloat16
+            "float32": ["precision=float32"], "bfloat16": ["precision=bfloat16"]}
 
 
 def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[str]) -> Path:
     run_dir = runs / f"seed{seed}"
     if (run_dir / "done").exists():
         return run_dir
-    cmd = [sys.executable, str(ROOT / "recipes" / "train.py"), f"env={task['env']}", f"model={task['model']}",
-           f"seed={seed}", f"steps={task['steps']}", f"run_dir={run_dir}", "logger.mode=disabled", "progress=false",
-           f"threads={threads}", f"resume={str(run_dir.exists()).lower()}", *task["extra"], *overrides]
+    model = [f"model={task['model']}"] if task.get("model") else []  # none: the env family's preset
+    cmd = [sys.executable, str(ROOT / "recipes" / "train.py"), f"env={task['env']}", *model, f"seed={seed}",
+           f"steps={task['steps']}", f"run_dir={run_dir}", "logger.mode=disabled", "progress=false", f"threads={threads}",
+           f"resume={str((run_dir / 'checkpoints').exists()).lower()}", *task["extra"], *overrides]  # resume once a checkpoint exists
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "stdout.log", "a") as log:
@@ -115,7 +119,7 @@ def plot(task_name: str, task: dict, per_seed: dict, out_png: Path) -> None:
     randoms = [r["random_return"] for r in per_seed.values() if r["random_return"] is not None]
     if randoms:
         ax.axhline(float(np.mean(randoms)), color="gray", linestyle="--", label="random policy")
-    finish_plot(fig, ax, task, f"DreamerV3 on {task['env']} ({task['model']})", out_png)
+    finish_plot(fig, ax, task, f"DreamerV3 on {task['env']} ({task.get('model', 'family preset')})", out_png)
 
 
 def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
@@ -135,7 +139,7 @@ def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
         for c in curves:
             ax.plot(steps, c[:n], color=color, alpha=0.25)
         ax.plot(steps, np.mean([c[:n] for c in curves], 0), color=color, linewidth=2, label=f"{name} (mean of {len(curves)})")
-    finish_plot(fig, ax, task, f"{task['env']} ({task['model']})", out_png)
+    finish_plot(fig, ax, task, f"{task['env']} ({task.get('model', 'family preset')})", out_png)
 
 
 def summarize(per_seed: dict, bar: float) -> dict:
@@ -166,30 +170,37 @@ def main() -> None:
     threads = args.threads or max(1, (os.cpu_count() or 2) // args.parallel)
     start = time.time()
 
-    def run_all(runs: Path, overrides: list[str]) -> dict:
+    def run_all(jobs: dict[str, tuple[Path, list[str]]]) -> dict[str, dict]:
+        """Every (variant, seed) run in one pool, so the variants share the machine's conditions."""
+        pairs = [(name, seed) for name in jobs for seed in args.seeds]
         with ThreadPoolExecutor(args.parallel) as pool:
-            dirs = list(pool.map(lambda s: run_seed(task, s, runs, threads, overrides), args.seeds))
-        return {seed: read_run(d) for seed, d in zip(args.seeds, dirs)}
+            dirs = list(pool.map(lambda p: run_seed(task, p[1], jobs[p[0]][0], threads, jobs[p[0]][1]), pairs))
+        out: dict[str, dict] = {name: {} for name in jobs}
+        for (name, seed), d in zip(pairs, dirs):
+            out[name][seed] = read_run(d)
+        return out
 
-    head = {"task": args.task, **{k: task[k] for k in ("env", "model", "steps", "bar")}, "overrides": args.overrides}
+    head = {"task": args.task, **{k: task.get(k, "family preset") for k in ("env", "model", "steps", "bar")},
+            "extra": task["extra"], "overrides": args.overrides}
     results_dir, img_dir = ROOT / "benchmarks" / "results", ROOT / "docs" / "img"
     if args.compare:
         names = args.compare.split(",")
         unknown = sorted(set(names) - set(VARIANTS))
         if unknown:
             raise SystemExit(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}")
-        variants = {}
+        jobs = {}
         for name in names:
             plain = VARIANTS[name] == ["xp=none"]
             runs = args.runs / (f"learning_{args.task}" if plain else f"learning_{args.task}_{name}")
-            variants[name] = run_all(runs, [*VARIANTS[name], *args.overrides])
+            jobs[name] = (runs, [*VARIANTS[name], *args.overrides])
+        variants = run_all(jobs)
         result = {**head, "variants": {n: summarize(v, task["bar"]) for n, v in variants.items()}}
         out_json = args.out_json or results_dir / f"learning_{args.task}_compare.json"
         plot_compare(task, variants, args.out_png or img_dir / f"learning_{args.task}_compare.png")
         summary = {n: {k: v[k] for k in ("final_returns", "mean_final_return", "bar_passed_per_seed")}
                    for n, v in result["variants"].items()}
     else:
-        per_seed = run_all(args.runs / f"learning_{args.task}", args.overrides)
+        per_seed = run_all({"": (args.runs / f"learning_{args.task}", args.overrides)})[""]
         result = {**head, **summarize(per_seed, task["bar"])}
         out_json = args.out_json or results_dir / f"learning_{args.task}.json"
         plot(args.task, task, per_seed, args.out_png or img_dir / f"learning_{args.task}.png")

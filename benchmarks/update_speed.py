@@ -67,6 +67,20 @@ WORKLOADS = {
     # compile=true: torch.compile of the RSSM steps and the MLPs (the first warm-up update includes the compilation)
     "ours_compiled-size12m-vector": ("ours_compiled", "size12m", "vector"),
     "ours_compiled-vector_small-vector": ("ours_compiled", "vector_small", "vector"),
+    # precision=bfloat16: weights cast to bf16 once per update, forward under autocast (float32 islands)
+    "ours_bf16-size12m-vector": ("ours_bf16", "size12m", "vector"),
+    "ours_compiled_bf16-size12m-vector": ("ours_compiled_bf16", "size12m", "vector"),
+    # the alternative: float32 weights cast by autocast at every use
+    "ours_autocast_bf16-size12m-vector": ("ours_autocast_bf16", "size12m", "vector"),
+    "ours_compiled_autocast_bf16-size12m-vector": ("ours_compiled_autocast_bf16", "size12m", "vector"),
+    "ours_intrinsic_compiled-size12m-vector": ("ours_intrinsic_compiled", "size12m", "vector"),
+    "ours_intrinsic_bf16-size12m-vector": ("ours_intrinsic_bf16", "size12m", "vector"),
+    "ours_intrinsic_compiled_bf16-size12m-vector": ("ours_intrinsic_compiled_bf16", "size12m", "vector"),
+    "ours_bf16-vector_small-vector": ("ours_bf16", "vector_small", "vector"),
+    "ours_compiled_bf16-vector_small-vector": ("ours_compiled_bf16", "vector_small", "vector"),
+    "ours_bf16-size12m-pixels": ("ours_bf16", "size12m", "pixels"),
+    "ours_compiled-size12m-pixels": ("ours_compiled", "size12m", "pixels"),
+    "ours_compiled_bf16-size12m-pixels": ("ours_compiled_bf16", "size12m", "pixels"),
 }
 # --device cuda (a lent GPU): the official sizes, float32 and bf16 autocast, eager, compiled RSSM steps
 # (inductor) and compiled steps replayed as CUDA graphs (mode="reduce-overhead")
@@ -82,6 +96,7 @@ QUICK = {
     "ours_intrinsic-tiny-vector": ("ours_intrinsic", "tiny", "vector"),
     "torchrl-tiny-pixels": ("torchrl", "tiny", "pixels"),
     "ours_compiled-tiny-vector": ("ours_compiled", "tiny", "vector"),
+    "ours_bf16-tiny-vector": ("ours_bf16", "tiny", "vector"),
 }
 
 
@@ -132,13 +147,16 @@ def timed(fn, totals: dict, key: str):
 
 
 def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intrinsic: bool = False,
-               compiled: bool = False, device: str = "cpu", precision: str = "float32", cudagraphs: bool = False):
+               compiled: bool = False, device: str = "cpu", precision: str = "float32", cudagraphs: bool = False,
+               cast: str = "once"):
     """``intrinsic=True`` adds the XP reward ensemble as ``xp=intrinsic`` configures it and times its two
     parts inside each update: scoring the imagined trajectory (the transform) and its own training step.
     ``compiled=True`` compiles the RSSM steps and the MLPs as ``compile=true`` does in the recipe; ``cudagraphs=True``
     compiles them with ``mode="reduce-overhead"`` (each step replayed as a CUDA graph).
-    ``precision="bfloat16"``: the learner's bf16 autocast (``precision=bfloat16`` in the recipe)."""
+    ``precision="bfloat16"``: the learner's bf16 path (``precision=bfloat16`` in the recipe), its weights cast
+    ``cast="once"`` per update or by autocast at every use (``cast="autocast"``)."""
     learner, data, params, sizes = build_learner(preset, kind, batch, seq, horizon, intrinsic, precision)
+    learner.cast = cast
     learner.to(device)
     data = data.to(device)
     if cudagraphs:
@@ -446,14 +464,16 @@ def run_one(name: str, spec, args) -> dict:
     rss_import = rss_mb()  # after `import torch` only
     device = args.device
     cuda = device.startswith("cuda")
-    bf16 = impl.endswith("_bf16")
-    base = impl.removesuffix("_bf16")
-    build = {"ours": build_ours, "torchrl": build_torchrl,
-             "ours_intrinsic": lambda *a, **k: build_ours(*a, intrinsic=True, **k),
-             "ours_compiled": lambda *a, **k: build_ours(*a, compiled=True, **k),
-             "ours_cudagraphs": lambda *a, **k: build_ours(*a, cudagraphs=True, **k)}[base]
-    kwargs = {"device": device} if base == "torchrl" else {"device": device,
-                                                            "precision": "bfloat16" if bf16 else "float32"}
+    # ours[_intrinsic][_compiled|_cudagraphs][_autocast][_bf16]: each part of the name is a switch
+    flags = set(impl.split("_")[1:])
+    bf16 = "bf16" in flags
+    if impl == "torchrl":
+        build, kwargs = build_torchrl, {"device": device}
+    else:
+        build = build_ours
+        kwargs = {"device": device, "precision": "bfloat16" if bf16 else "float32", "intrinsic": "intrinsic" in flags,
+                  "compiled": "compiled" in flags, "cudagraphs": "cudagraphs" in flags,
+                  "cast": "autocast" if "autocast" in flags else "once"}
     t0 = time.perf_counter()
     update, params, sizes = build(preset, kind, args.batch, args.seq, args.horizon, **kwargs)
     build_s = time.perf_counter() - t0
@@ -474,7 +494,7 @@ def run_one(name: str, spec, args) -> dict:
     for _ in range(args.iters):
         seconds, part = timed_update()
         times.append(seconds)
-        if impl == "ours_intrinsic":  # its update returns the ensemble's seconds
+        if "intrinsic" in impl:  # its update returns the ensemble's seconds
             ensemble.append(part)
     extra = {}
     if ensemble:  # the XP reward ensemble's share, measured inside the same updates
@@ -527,6 +547,35 @@ def spawn(name: str, args) -> dict:
 def catalogue_for(args) -> dict:
     """The workloads a name may pick: the quick ones, or every full-size one (CPU and GPU)."""
     return QUICK if args.quick else {**WORKLOADS, **GPU_WORKLOADS}
+
+
+def compute_ratios(rows: list[dict]) -> dict:
+    """Median-time ratios between rows of the same run: each variant over eager float32 ``ours``, each bf16 row
+    over its float32 twin (the same name without ``_bf16``), and TorchRL over ``ours`` and over every bf16 row."""
+    ok = {(r["impl"], r["preset"], r["obs"]): r for r in rows if "error" not in r}
+    ratios = {}
+    for (impl, preset, kind), r in ok.items():
+        med = r["sec_per_update_median"]
+        ours, torchrl = ok.get(("ours", preset, kind)), ok.get(("torchrl", preset, kind))
+        if impl.startswith("ours_") and "intrinsic" not in impl and ours is not None:
+            ratios[f"{preset}/{kind}/{impl.removeprefix('ours_')}"] = {
+                "variant_over_eager_median": med / ours["sec_per_update_median"],
+                "first_updates_overhead_s": r["first_updates_overhead_s"],
+            }
+        twin = ok.get((impl.replace("_bf16", ""), preset, kind)) if impl.endswith("_bf16") else None
+        if twin is not None:
+            ratios[f"{preset}/{kind}/{impl.removeprefix('ours_')}/over_float32"] = {
+                "bf16_over_float32_median": med / twin["sec_per_update_median"],
+                "float32_row": twin["name"],
+                **({"torchrl_over_this_median": torchrl["sec_per_update_median"] / med} if torchrl else {}),
+            }
+        if impl == "torchrl" and ours is not None:
+            ratios[f"{preset}/{kind}"] = {
+                "torchrl_over_ours_median": med / ours["sec_per_update_median"],
+                "torchrl_over_ours_min": r["sec_per_update_min"] / ours["sec_per_update_min"],
+                "params_torchrl": r.get("params"), "params_ours": ours.get("params"),
+            }
+    return ratios
 
 
 def table(rows: list[dict]) -> str:
@@ -587,25 +636,7 @@ def main(argv=None) -> int:
     for name in names:
         print(f"running {name} ...", flush=True)
         rows.append(spawn(name, args))
-    by_key = {(r["impl"], r["preset"], r["obs"]): r for r in rows}
-    ratios = {}
-    for (impl, preset, kind), r in by_key.items():
-        ours = by_key.get(("ours", preset, kind))
-        if impl.startswith("ours_") and impl != "ours_intrinsic" and ours is not None \
-                and "error" not in r and "error" not in ours:
-            variant = impl.removeprefix("ours_")
-            ratios[f"{preset}/{kind}/{variant}"] = {
-                "variant_over_eager_median": r["sec_per_update_median"] / ours["sec_per_update_median"],
-                "first_updates_overhead_s": r["first_updates_overhead_s"],
-            }
-        if impl != "torchrl" or ours is None:
-            continue
-        ok = "error" not in r and "error" not in ours
-        ratios[f"{preset}/{kind}"] = {
-            "torchrl_over_ours_median": r["sec_per_update_median"] / ours["sec_per_update_median"] if ok else None,
-            "torchrl_over_ours_min": r["sec_per_update_min"] / ours["sec_per_update_min"] if ok else None,
-            "params_torchrl": r.get("params"), "params_ours": ours.get("params"),
-        }
+    ratios = compute_ratios(rows)
     import torch
     import torchrl
 
@@ -665,6 +696,10 @@ def main(argv=None) -> int:
             print(f"{r['name']}: reward ensemble {r['ensemble_sec_per_update_median']:.3f} s per update, "
                   f"{100 * r['ensemble_share_median']:.1f}% of the update (median)")
     for key, r in ratios.items():
+        if "bf16_over_float32_median" in r:
+            print(f"{key}: {r['bf16_over_float32_median']:.2f}x of {r['float32_row']} (median)"
+                  + (f", TorchRL {r['torchrl_over_this_median']:.2f}x this" if "torchrl_over_this_median" in r else ""))
+            continue
         if "variant_over_eager_median" in r:
             print(f"{key} / eager float32: {r['variant_over_eager_median']:.2f}x (median), "
                   f"first updates' extra time (compilation) {r['first_updates_overhead_s']:.0f} s")

@@ -28,7 +28,7 @@ from torchrl.envs import EnvCreator, ParallelEnv, RewardSum, TransformedEnv
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from torchrl_dreamerxp.envs import make_env  # noqa: E402
+from torchrl_dreamerxp.envs import action_repeat, make_env  # noqa: E402
 from torchrl_dreamerxp.modules import DreamerPolicy  # noqa: E402
 from torchrl_dreamerxp.replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler  # noqa: E402
 from torchrl_dreamerxp.training import to_dreamer_layout  # noqa: E402
@@ -90,7 +90,9 @@ def run(cfg: DictConfig) -> Path:
         device = torch.device("cuda", torch.cuda.current_device())  # under torchrun: this rank's GPU
     world_model, actor, critic = build_networks(cfg.model, shapes)
     if cfg.compile:  # optional: RSSM steps and MLPs compiled on first use (the first updates take longer)
-        compile_networks(world_model, actor, critic, dynamic=False)
+        # reduce-overhead: each compiled step also replayed as a CUDA graph on a GPU (no effect on a CPU)
+        mode = {"mode": "reduce-overhead"} if cfg.compile == "reduce-overhead" else {}
+        compile_networks(world_model, actor, critic, dynamic=False, **mode)
     policy = DreamerPolicy(world_model, actor)
     if env is not None:
         env = TransformedEnv(env, policy.make_primer())
@@ -134,7 +136,8 @@ def run(cfg: DictConfig) -> Path:
     if world > 1:  # ranks sample their own actions and slices
         torch.manual_seed(cfg.seed + 7919 * rank + counters["env_steps"])
     started, wall_before = time.time(), counters.get("wall_time_s", 0.0)  # wall time summed over resumes
-    logger = (RunLogger(run_dir, cfg, resume_step=counters["env_steps"] if last is not None else None)
+    logger = (RunLogger(run_dir, cfg, resume_step=counters["env_steps"] if last is not None else None,
+                        action_repeat=action_repeat(cfg.env, **cfg.env_kwargs))  # logs env frames beside steps
               if dist.is_main else NullLogger())
     # the bar to clear: a uniformly random policy on the evaluation env
     random_return = counters.get("random_return")

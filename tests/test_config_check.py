@@ -104,3 +104,39 @@ def test_all_problems_are_listed_at_once():
     with pytest.raises(ConfigError) as err:
         validate_config(config("steps=0", "agent.horizon=0", "batch_size=0"))
     assert len(str(err.value).splitlines()) == 4  # the header and one line each
+
+
+@pytest.mark.parametrize("env,family,model,train_ratio", [
+    ("gym/CartPole-v1", "gym", "vector_small", 256),
+    ("gym/Pendulum-v1", "gym", "vector_small", 256),
+    ("dmc_proprio/walker_stand", "dmc_proprio", "vector_small", 512),
+    ("dmc/cup_catch", "dmc_vision", "size12m", 512),
+    ("atari/Boxing", "atari100k", "size12m", 256),
+])
+def test_the_env_family_picks_model_train_ratio_and_envs(env, family, model, train_ratio):
+    cfg = config(f"env={env}")
+    assert cfg.model.name == "family" and cfg.train_ratio is None  # left to the family until checked
+    validate_config(cfg, check_env=False)
+    assert (cfg.family, cfg.model.name, cfg.train_ratio, cfg.envs) == (family, model, train_ratio, 1)
+    assert cfg.agent.lr == cfg.model.lr  # the preset's learning rate follows the family's model
+
+
+def test_the_command_line_wins_over_the_family():
+    cfg = config("env=dmc_proprio/walker_stand", "model=tiny", "train_ratio=16", "envs=2", "frames_per_batch=16")
+    validate_config(cfg, check_env=False)
+    assert (cfg.family, cfg.model.name, cfg.train_ratio, cfg.envs) == ("dmc_proprio", "tiny", 16, 2)
+    # a model key alone tweaks the family's preset
+    cfg = config("env=dmc_proprio/walker_stand", "model.units=64")
+    validate_config(cfg, check_env=False)
+    assert (cfg.model.name, cfg.model.units, cfg.model.deter, cfg.agent.lr) == ("vector_small", 64, 256, 3e-4)
+
+
+def test_every_env_family_has_a_preset_naming_a_model_that_exists():
+    from torchrl_dreamerxp.envs import FAMILIES
+    from torchrl_dreamerxp.training.presets import FAMILY_PRESETS
+
+    assert set(FAMILY_PRESETS) == set(FAMILIES)
+    for name in FAMILY_PRESETS.values():
+        preset = OmegaConf.load(Path(CONFIGS) / "family" / f"{name}.yaml")
+        assert (Path(CONFIGS) / "model" / f"{preset.model}.yaml").exists(), name
+        assert preset.train_ratio > 0 and preset.envs >= 1

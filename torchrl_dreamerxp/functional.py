@@ -100,7 +100,7 @@ def two_hot_decode(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         >>> two_hot_decode(torch.tensor([0.0, 0.0, 100.0]), torch.tensor([-1.0, 0.0, 1.0]))
         tensor(1.)
     """
-    probs = torch.softmax(logits, -1)
+    probs = torch.softmax(logits.float(), -1)  # float32 also for bfloat16 logits
     bins = bins.to(probs)
     n = bins.shape[0]
     if n % 2 == 1:

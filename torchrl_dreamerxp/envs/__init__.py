@@ -12,6 +12,6 @@ Examples:
     ['is_first', 'observation']
 """
 
-from .factory import FAMILIES, check_env_name, make_env
+from .factory import FAMILIES, action_repeat, check_env_name, make_env
 
-__all__ = ["make_env", "check_env_name", "FAMILIES"]
+__all__ = ["make_env", "check_env_name", "action_repeat", "FAMILIES"]

@@ -21,7 +21,7 @@ from .atari import ATARI_DEFAULTS
 from .dmc import DMC_DEFAULTS, DMC_PROPRIO_DEFAULTS
 from .gym import GYM_DEFAULTS
 
-__all__ = ["make_env", "check_env_name", "FAMILIES"]
+__all__ = ["make_env", "check_env_name", "action_repeat", "FAMILIES"]
 
 #: family -> (its overrides and their defaults, (module, extra) it needs, example name)
 FAMILIES: dict[str, tuple[dict[str, Any], tuple[str, str] | None, str]] = {
@@ -51,6 +51,19 @@ def _require(module: str, extra: str) -> None:
             f"This env family needs {module!r}, which is not installed: "
             f"pip install torchrl_dreamerxp[{extra}]"
         ) from err
+
+
+def action_repeat(name: str, **overrides: Any) -> int:
+    """Env frames per agent step of ``make_env(name, **overrides)``: the family's action repeat (1 for gym).
+
+    The official DreamerV3 logs env frames (agent steps × action repeat); runs log both.
+
+    Examples:
+        >>> action_repeat("dmc_proprio/walker_walk"), action_repeat("atari/Boxing", action_repeat=2), action_repeat("gym/CartPole-v1")
+        (2, 2, 1)
+    """
+    family, _ = _parse(name)
+    return int({**FAMILIES[family][0], **overrides}.get("action_repeat", 1))
 
 
 def check_env_name(name: str) -> None:

@@ -37,7 +37,7 @@ class Actor(nn.Module):
     def dist_params(self, feat: torch.Tensor) -> torch.Tensor:
         """The distribution as one tensor: probabilities ``[..., n]`` (discrete) or ``[mean, std]``
         ``[..., 2n]`` (continuous), so imagination can stack it and :class:`ActorLoss` reuse it."""
-        out = self.net(feat)
+        out = self.net(feat).float()  # the distribution in float32 whatever the compute dtype
         if self.discrete:
             return (1.0 - self.unimix) * torch.softmax(out, -1) + self.unimix / self.action_dim
         mean, std = out.chunk(2, -1)

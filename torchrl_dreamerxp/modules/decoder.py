@@ -66,7 +66,7 @@ class Decoder(nn.Module):
         pred = self(feat)
         err = torch.zeros(feat.shape[:-1], device=feat.device)
         if "observation" in pred:
-            err = err + (pred["observation"] - symlog(observation)).pow(2).sum(-1)
+            err = err + (pred["observation"].float() - symlog(observation)).pow(2).sum(-1)
         if "pixels" in pred:
-            err = err + (pred["pixels"] - pixels.float() / 255.0).pow(2).sum((-1, -2, -3))
+            err = err + (pred["pixels"].float() - pixels.float() / 255.0).pow(2).sum((-1, -2, -3))
         return err

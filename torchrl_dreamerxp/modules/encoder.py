@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..functional import symlog
-from .layers import MLP, init_linear_
+from .layers import MLP, RMSNorm, init_linear_
 
 __all__ = ["Encoder", "ChannelRMSNorm"]
 
@@ -20,7 +20,7 @@ class ChannelRMSNorm(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = nn.RMSNorm(channels, eps=1e-4)
+        self.norm = RMSNorm(channels, eps=1e-4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.movedim(-3, -1)).movedim(-1, -3)

@@ -17,7 +17,8 @@ def two_hot_loss(logits: torch.Tensor, target: torch.Tensor, bins: torch.Tensor)
         >>> two_hot_loss(torch.zeros(3), torch.tensor(0.5), torch.tensor([0.0, 1.0, 2.0]))  # uniform: log 3
         tensor(1.0986)
     """
-    return -(two_hot_encode(target.detach(), bins) * torch.log_softmax(logits, -1)).sum(-1)
+    # float32 log-probabilities whatever the compute dtype (as the official output distributions)
+    return -(two_hot_encode(target.detach(), bins) * torch.log_softmax(logits.float(), -1)).sum(-1)
 
 
 class TwoHotHead(nn.Module):
@@ -63,4 +64,4 @@ class ContinueHead(nn.Module):
         return self.net(feat).squeeze(-1)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return nn.functional.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")

@@ -49,7 +49,7 @@ class Imagination(nn.Module):
         # its log-probabilities from it instead of running the actor over every imagined state again
         actor_grad = torch.is_grad_enabled()
         with torch.no_grad():
-            deter, stoch = deter.detach(), stoch.detach()
+            deter, stoch = deter.detach().to(rssm.compute_dtype), stoch.detach().to(rssm.compute_dtype)
             feats, actions, policies = [], [], []
             for t in range(self.horizon + 1):
                 feats.append(rssm.features(deter, stoch))
@@ -71,7 +71,7 @@ class Imagination(nn.Module):
                     "feature": feat,
                     "action": torch.stack(actions, 1),
                     "reward": self.world_model.reward.predict(self.world_model.reward(feat)),
-                    "continue": torch.sigmoid(self.world_model.cont(feat)),
+                    "continue": torch.sigmoid(self.world_model.cont(feat).float()),
                 },
                 batch_size=feat.shape[:2],
             )

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["init_linear_", "make_linear", "MLP", "BlockLinear", "NormAct"]
+__all__ = ["init_linear_", "make_linear", "MLP", "BlockLinear", "NormAct", "RMSNorm"]
 
 # std of a standard normal truncated to [-2, 2]; dividing by it makes the truncated std equal to `scale`
 _TRUNC_STD = 0.87962566103423978
@@ -48,6 +48,23 @@ def make_linear(in_features: int, out_features: int, outscale: float = 1.0) -> n
     return layer
 
 
+class RMSNorm(nn.RMSNorm):
+    """``nn.RMSNorm`` whose scale takes the input's dtype, so a bfloat16 input stays bfloat16.
+
+    PyTorch's fused kernel needs input and scale of one dtype; with a float32 scale on a bfloat16
+    activation (autocast) it falls back to a composite that upcasts every hidden activation. The kernel
+    accumulates the mean square in float32 either way, as the official norm computes in float32.
+
+    Examples:
+        >>> RMSNorm(4, eps=1e-4)(torch.ones(2, 4, dtype=torch.bfloat16)).dtype
+        torch.bfloat16
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.to(x.dtype) if self.weight is not None else None
+        return nn.functional.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 class NormAct(nn.Sequential):
     """RMSNorm (eps 1e-4, learned scale) followed by SiLU, as every official hidden layer.
 
@@ -58,7 +75,7 @@ class NormAct(nn.Sequential):
     """
 
     def __init__(self, features: int):
-        super().__init__(nn.RMSNorm(features, eps=1e-4), nn.SiLU())
+        super().__init__(RMSNorm(features, eps=1e-4), nn.SiLU())
 
 
 class MLP(nn.Sequential):

@@ -129,7 +129,8 @@ class RewardEnsemble(nn.Module):
         head = self.reward_head
         first = head.net[0]
         d = self.deter
-        z = nn.functional.one_hot(out.argmax(-1), self.classes).to(deter.dtype).flatten(-2)  # [K, ..., S·C]
+        # the one-hot mode of ẑ, written in the compute dtype (torch's one_hot would build an int64 copy first)
+        z = torch.zeros_like(out).scatter_(-1, out.argmax(-1, keepdim=True), 1.0).flatten(-2)  # [K, ..., S·C]
         # W·[h, z] + b = (W_h·h + b) + W_z·z: the h part once for all members
         shared = nn.functional.linear(next_deter, first.weight[:, :d], first.bias)
         hidden = shared.unsqueeze(0) + nn.functional.linear(z, first.weight[:, d:])
@@ -142,6 +143,6 @@ class RewardEnsemble(nn.Module):
         sample ``next_stoch`` (latent mode) or squared error against ``symlog(next_reward)`` (reward mode)."""
         out = self(deter.detach(), stoch.detach(), action.detach())
         if self.mode == "latent":
-            ce = -(next_stoch.detach() * torch.log_softmax(out, -1)).sum((-1, -2))
+            ce = -(next_stoch.detach().float() * torch.log_softmax(out.float(), -1)).sum((-1, -2))
             return ce.sum(0)
-        return (out - symlog(next_reward.detach().float())).pow(2).sum(0)
+        return (out.float() - symlog(next_reward.detach().float())).pow(2).sum(0)

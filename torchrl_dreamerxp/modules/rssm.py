@@ -17,8 +17,9 @@ __all__ = ["RSSM", "sample_one_hot", "straight_through_sample", "categorical_kl"
 
 
 def unimix_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
-    """``(1 − unimix)·softmax(logits) + unimix / classes``: keeps every class reachable."""
-    probs = torch.softmax(logits, -1)
+    """``(1 − unimix)·softmax(logits) + unimix / classes``: keeps every class reachable (float32, also
+    for bfloat16 logits: the KL and the sampling read these probabilities)."""
+    probs = torch.softmax(logits.float(), -1)
     if unimix:
         probs = (1.0 - unimix) * probs + unimix / probs.shape[-1]
     return probs
@@ -175,7 +176,13 @@ class RSSM(nn.Module):
         return self.post_net(torch.cat([deter, embed], -1)).unflatten(-1, (self.stoch, self.classes))
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
-        return straight_through_sample(unimix_probs(logits, self.unimix))
+        """A straight-through one-hot sample, in the logits' (compute) dtype."""
+        return straight_through_sample(unimix_probs(logits, self.unimix)).to(logits.dtype)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the steps compute in: that of the weights (bfloat16 when the learner casts them)."""
+        return self.dyn_gru.weight.dtype
 
     def obs_step(self, deter, stoch, prev_action, embed, is_first):
         """The posterior step, shared by acting and training.
@@ -223,6 +230,7 @@ class RSSM(nn.Module):
 
         Returns ``deter [B,T,D]``, ``stoch [B,T,S,C]``, ``post_logits`` and ``prior_logits``.
         """
+        deter, stoch = deter.to(self.compute_dtype), stoch.to(self.compute_dtype)  # replayed states are float32
         deters, stochs, logits = [], [], []
         for t in range(embed.shape[1]):
             deter, stoch, logit = self.obs_step(deter, stoch, prev_action[:, t], embed[:, t], is_first[:, t])

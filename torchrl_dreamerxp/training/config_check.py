@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..schedulers import SCHEDULER_NAMES, scheduler_from_config
+from .presets import FAMILY_KEYS, PLACEHOLDER, apply_family_defaults
 
 __all__ = ["ConfigError", "validate_config", "XP_METHODS", "LOGGER_MODES"]
 
@@ -71,7 +72,7 @@ RULES = {
     "checkpoint_keep": (_int(1), "an integer >= 1"),
     "max_nonfinite_updates": (_int(1), "an integer >= 1"),
     "resume": (_bool, "true or false"),
-    "compile": (_bool, "true or false"),
+    "compile": (lambda v: _bool(v) or v == "reduce-overhead", "true, false or reduce-overhead (CUDA graphs on a GPU)"),
     "collector.backend": (_choice("local", "ray"), "local or ray"),
     "collector.workers": (_int(1), "an integer >= 1 (Ray workers)"),
     "collector.worker_cpus": (_num(0, lo_open=True), "a number > 0 (CPUs per Ray worker)"),
@@ -140,7 +141,8 @@ def _unknown_keys(cfg: DictConfig, reference: DictConfig, prefix: str = "") -> l
 
 
 def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
-    """Raise one :class:`ConfigError` listing every impossible value of a ``configs/train.yaml`` config.
+    """Fill the keys left to the env family (:func:`~torchrl_dreamerxp.training.presets.apply_family_defaults`),
+    then raise one :class:`ConfigError` listing every impossible value of a ``configs/train.yaml`` config.
 
     Unknown keys, wrong types and impossible values (a slice longer than the replay capacity, a horizon
     below 1, a λ outside [0, 1], an ensemble of fewer than 2 members, an env name that does not exist,
@@ -156,6 +158,7 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
         torchrl_dreamerxp.training.config_check.ConfigError: invalid config:
           agent.horizon=0: must be an integer >= 1
     """
+    apply_family_defaults(cfg)  # model, train_ratio and envs left to the env's family
     problems, bad = [], set()
     reference = OmegaConf.load(_CONFIGS / "train.yaml")
     reference.pop("defaults", None)
@@ -168,9 +171,12 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
         rules.update(PRIORITIZED_RULES)
     if cfg.get("xp") is not None and cfg.xp.get("intrinsic", False):
         rules.update(INTRINSIC_RULES)
+    no_family = cfg.get("family") is None  # an unknown env: the env line says why, not every key it left null
     for key, (check, allowed) in rules.items():
         value = OmegaConf.select(cfg, key, default="<missing>", throw_on_missing=False)
-        if value == "<missing>":
+        if no_family and key.split(".")[0] in FAMILY_KEYS and (value is None or value == PLACEHOLDER):
+            bad.add(key)
+        elif value == "<missing>":
             problems.append(f"{key}: missing (must be {allowed})")
             bad.add(key)
         elif not check(value):

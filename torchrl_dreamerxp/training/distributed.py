@@ -108,4 +108,4 @@ class TrainedModules(nn.Module):
         self.__dict__["learner"] = learner  # not a submodule: only the modules above are synchronized
 
     def forward(self, batch):
-        return self.learner.losses(batch)
+        return self.learner.compute_losses(batch)

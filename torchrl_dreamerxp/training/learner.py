@@ -30,8 +30,14 @@ class Learner(nn.Module):
     :class:`~torchrl_dreamerxp.transforms.IntrinsicRewardTransform`) rewrites the imagined rewards
     before returns are computed.
 
-    ``precision="bfloat16"`` runs the forward passes under ``torch.autocast`` (bf16 matrix products, float32
-    parameters, optimizer and reductions); the default ``"float32"`` is the official recipe's precision.
+    ``precision="bfloat16"`` computes as the official agent does: parameters and optimizer state stay float32,
+    each update casts the world model's, actor's and critic's weights to bfloat16 once (a differentiable
+    cast: the gradients arrive in float32) and runs the forward passes under ``torch.autocast``, so matrix
+    products, convolutions, activations and the recurrent state are bfloat16, while the categorical and
+    two-hot log-probabilities, the KL, the actor's distribution, λ-returns, the return scale and every loss
+    reduction are float32. ``cast="autocast"`` leaves the weights float32 and lets autocast cast them at
+    each use (slower: see ``docs/benchmarks.md``). Under ``torchrun`` the weights are cast by autocast.
+    ``"float32"`` (default) computes everything in float32.
 
     One update waits for the device once: the skip decision (loss and gradients finite) and every metric
     are read back together after ``backward``; the optimizer step is then queued without waiting.
@@ -56,11 +62,13 @@ class Learner(nn.Module):
     def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
                  actor_lr=None, critic_lr=None, agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
                  ensemble: RewardEnsemble | None = None, ensemble_lr=1e-4,
-                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None, precision="float32"):
+                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None, precision="float32", cast="once"):
         super().__init__()
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
-        self.precision = precision
+        if cast not in ("once", "autocast"):
+            raise ValueError(f"cast must be 'once' or 'autocast', got {cast!r}")
+        self.precision, self.cast = precision, cast
         self.world_model, self.actor, self.critic = world_model, actor, critic
         self.world_model_loss = WorldModelLoss(world_model, **(world_model_kwargs or {}))
         self.imagination = Imagination(world_model, actor, horizon, reward_transform)
@@ -80,6 +88,7 @@ class Learner(nn.Module):
         self.last_diagnostics: dict[str, torch.Tensor] = {}
         self.distributed = DistributedContext()
         self.__dict__["_ddp"] = None  # not a submodule: the state dict keeps its single-process keys
+        self.__dict__["_trained"] = TrainedModules(self)  # the networks whose weights a bf16 update casts
 
     def enable_data_parallel(self, ctx: DistributedContext, **ddp_kwargs) -> "Learner":
         """Train data-parallel over the ranks of ``ctx`` (``torchrun``): each rank passes its own batch.
@@ -102,10 +111,22 @@ class Learner(nn.Module):
         return self
 
     def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """All loss terms (``loss_*``) and the metrics of one batch, without an optimizer step.
+        """All loss terms (``loss_*``) and the metrics of one batch in the learner's precision, without an
+        optimizer step (through DDP under ``torchrun``).
 
         Not free of side effects: the actor loss updates its return-percentile EMA.
         """
+        with self._autocast():
+            if self._ddp is not None:
+                return self._ddp(batch)
+            if self.precision == "bfloat16" and self.cast == "once":
+                # one cast per weight and update; the float32 parameters receive the gradients
+                weights = {name: p.to(torch.bfloat16) for name, p in self._trained.named_parameters()}
+                return torch.func.functional_call(self._trained, weights, (batch,), strict=False)
+            return self.compute_losses(batch)
+
+    def compute_losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """:meth:`losses` with the weights as they are (float32 unless the caller casts them)."""
         wm = self.world_model_loss(batch)
         imagined = self.imagination(wm["deter"].flatten(0, 1), wm["stoch"].flatten(0, 1))
         actor = self.actor_loss(imagined)
@@ -157,8 +178,7 @@ class Learner(nn.Module):
         is emptied so nothing of the batch is written back to replay.
         """
         norm_state = {k: v.clone() for k, v in self.actor_loss.return_norm.state_dict().items()}
-        with self._autocast():
-            terms, metrics = self._ddp(batch) if self._ddp is not None else self.losses(batch)
+        terms, metrics = self.losses(batch)
         loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         # always backward (under DDP every rank must, and the gradients arrive averaged): a non-finite loss

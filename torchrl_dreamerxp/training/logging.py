@@ -12,8 +12,14 @@ from omegaconf import OmegaConf
 __all__ = ["NullLogger", "RunLogger", "plot_returns", "open_loop_frames"]
 
 
+EVAL_HEADER = "env_step,env_frames,eval_return\n"
+
+
 class RunLogger:
     """Writes every scalar to ``metrics.jsonl`` and to wandb; evaluations also to ``eval.csv``.
+
+    Steps are agent steps (``env_step``); ``eval.csv`` and every ``metrics.jsonl`` row also carry
+    ``env_frames`` (agent steps × ``action_repeat``), the x-axis of the official DreamerV3 curves.
 
     ``logger.mode``: ``offline`` (default, ``run_dir/wandb/offline-run-*``, sync later with
     ``wandb sync``), ``online`` (needs an account) or ``disabled``/``none`` (files only).
@@ -27,19 +33,20 @@ class RunLogger:
         >>> logger.log_eval(2000, 21.5)
         >>> logger.finish()
         >>> (run / "eval.csv").read_text().splitlines()
-        ['env_step,eval_return', '2000,21.5']
+        ['env_step,env_frames,eval_return', '2000,2000,21.5']
     """
 
-    def __init__(self, run_dir: Path, cfg, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, cfg, resume_step: int | None = None, action_repeat: int = 1):
         self.run_dir = Path(run_dir)
         self.eval_path = self.run_dir / "eval.csv"
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.action_repeat = int(action_repeat)
         if resume_step is None:
-            self.eval_path.write_text("env_step,eval_return\n")
+            self.eval_path.write_text(EVAL_HEADER)
             self.metrics_path.write_text("")
         else:
             # rows of the checkpoint's round and later are redone after a resume: drop them
-            _truncate_after(self.eval_path, resume_step, header=True)
+            _truncate_after(self.eval_path, resume_step, header=True, action_repeat=self.action_repeat)
             _truncate_after(self.metrics_path, resume_step, header=False)
         self.metrics = open(self.metrics_path, "a")
         self.wandb = None
@@ -75,7 +82,7 @@ class RunLogger:
                               stacklevel=3)
 
     def log(self, scalars: dict[str, float], step: int) -> None:
-        self.metrics.write(json.dumps({"env_step": step, **scalars}) + "\n")
+        self.metrics.write(json.dumps({"env_step": step, "env_frames": step * self.action_repeat, **scalars}) + "\n")
         self.metrics.flush()
         if self.wandb is not None:
             for key, value in scalars.items():
@@ -83,7 +90,7 @@ class RunLogger:
 
     def log_eval(self, step: int, mean_return: float) -> None:
         with open(self.eval_path, "a", newline="") as f:
-            csv.writer(f).writerow([step, mean_return])
+            csv.writer(f).writerow([step, step * self.action_repeat, mean_return])
         self.log({"eval/return": mean_return}, step)
 
     def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
@@ -117,15 +124,21 @@ class NullLogger:
         pass
 
 
-def _truncate_after(path: Path, step: int, header: bool) -> None:
-    """Keep the rows of a run file written before env step ``step`` (the resumed checkpoint's round)."""
+def _truncate_after(path: Path, step: int, header: bool, action_repeat: int = 1) -> None:
+    """Keep the rows of a run file written before env step ``step`` (the resumed checkpoint's round).
+
+    An ``eval.csv`` from before the ``env_frames`` column gets it (agent steps × ``action_repeat``).
+    """
     if not path.exists():
-        path.write_text("env_step,eval_return\n" if header else "")
+        path.write_text(EVAL_HEADER if header else "")
         return
     lines = path.read_text().splitlines(keepends=True)
     head, rows = (lines[:1], lines[1:]) if header else ([], lines)
     if header:
         keep = [r for r in rows if r.strip() and int(r.split(",")[0]) < step]
+        if head and head[0] != EVAL_HEADER:  # env_step,eval_return
+            head = [EVAL_HEADER]
+            keep = [f"{s},{int(s) * action_repeat},{r}" for s, r in (row.split(",", 1) for row in keep)]
     else:
         keep = [r for r in rows if r.strip() and json.loads(r).get("env_step", 0) < step]
     path.write_text("".join(head + keep))
