@@ -45,7 +45,7 @@ def rank_main(rank, world, port, out_dir):
     learner.enable_data_parallel(ctx)
     start = torch.cat([p.detach().flatten() for g in learner.optimizer.param_groups for p in g["params"]]).clone()
     for step in range(3):
-        metrics = learner.update(batch(seed=10 * step + rank))  # each rank its own data
+        metrics, _ = learner.update(batch(seed=10 * step + rank))  # each rank its own data
         assert metrics["skipped"] == 0.0
     flat = (lambda: torch.cat([p.detach().flatten() for g in learner.optimizer.param_groups for p in g["params"]]).clone())
     params = flat()
@@ -53,9 +53,9 @@ def rank_main(rank, world, port, out_dir):
     bad = batch(seed=99 + rank)
     if rank == 1:
         bad["observation"][0, 3, 0] = float("nan")  # a trained step (step 0 is the replay context)
-    skipped = learner.update(bad)["skipped"]
+    skipped = learner.update(bad)[0]["skipped"]
     unchanged = torch.equal(flat(), params)
-    after = learner.update(batch(seed=50 + rank))["skipped"]
+    after = learner.update(batch(seed=50 + rank))[0]["skipped"]
     torch.save({"start": start, "params": params, "keys": sorted(learner.state_dict()), "skipped": skipped,
                 "unchanged": unchanged, "after": after, "final": flat()}, f"{out_dir}/rank{rank}.pt")
     ctx.close()

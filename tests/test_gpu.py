@@ -45,15 +45,15 @@ def test_update_on_cuda_trains_every_parameter_and_stays_on_the_device():
     learner = make_learner("cuda")
     before = {n: p.detach().clone() for n, p in learner.named_parameters()}
     for _ in range(3):
-        out = learner.update(make_batch("cuda"))
+        out, feedback = learner.update(make_batch("cuda"))
         assert out["skipped"] == 0.0 and all(torch.isfinite(torch.tensor(v)) for v in out.values())
     moved = [n for n, p in learner.named_parameters() if not torch.equal(p, before[n])]
     # every trained parameter moved (the slow critic follows by EMA, which also moves it)
     assert len(moved) == len(before)
     assert all(p.device.type == "cuda" for p in learner.parameters())
-    assert {k for k, v in learner.last_diagnostics.items() if v.device.type != "cuda"} == set()
+    assert {k for k, v in feedback.items() if v.device.type != "cuda"} == set()
     # the same metric names as on the CPU
-    cpu_out = make_learner("cpu").update(make_batch("cpu"))
+    cpu_out, _ = make_learner("cpu").update(make_batch("cpu"))
     assert set(out) == set(cpu_out)
 
 
@@ -63,7 +63,7 @@ def test_bfloat16_autocast_gives_the_float32_losses_within_bf16_error():
     for precision in ("float32", "bfloat16"):
         learner = make_learner("cuda", precision)
         torch.cuda.manual_seed(3)  # same uniform draws for the samples of both runs
-        t, _ = learner.losses(batch)
+        t, _, _ = learner.losses(batch)
         terms[precision] = {k: float(v.detach()) for k, v in t.items()}
     assert terms["float32"].keys() == terms["bfloat16"].keys()
     for key, ref in terms["float32"].items():
@@ -75,7 +75,7 @@ def test_nonfinite_batch_on_cuda_skips_and_changes_nothing():
     batch = make_batch("cuda")
     batch["reward"][0, 3] = float("nan")  # a corrupt reward: the reward loss turns non-finite
     before = {n: p.detach().clone() for n, p in learner.named_parameters()}
-    assert learner.update(batch)["skipped"] == 1.0
+    assert learner.update(batch)[0]["skipped"] == 1.0
     assert all(torch.equal(p, before[n]) for n, p in learner.named_parameters())
 
 

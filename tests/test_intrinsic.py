@@ -314,9 +314,9 @@ def test_a_non_finite_ensemble_gradient_is_skipped_and_counted():
     learner, ens = learner_with_intrinsic(0.5)
     before = {k: v.clone() for k, v in ens.state_dict().items()}
     handle = next(ens.parameters()).register_hook(lambda g: g * float("nan"))
-    out = learner.update(replay_batch())
+    out, _ = learner.update(replay_batch())
     handle.remove()
     assert out["ensemble_skipped"] == 1.0 and out["skipped"] == 0.0
     assert all(torch.equal(before[k], v) for k, v in ens.state_dict().items())
-    assert learner.update(replay_batch())["ensemble_skipped"] == 1.0  # and the next step trains again
+    assert learner.update(replay_batch())[0]["ensemble_skipped"] == 1.0  # and the next step trains again
     assert any(not torch.equal(before[k], v) for k, v in ens.state_dict().items())

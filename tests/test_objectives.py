@@ -246,13 +246,14 @@ def test_learner_reduces_world_model_loss_on_fixed_batch():
     learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
                       horizon=3, lr=3e-3, warmup=0)
     batch = replay_batch()
-    first = learner.update(batch)
+    first, _ = learner.update(batch)
     for _ in range(40):
-        last = learner.update(batch)
+        last, feedback = learner.update(batch)
     assert last["loss_model_reconstruction"] < 0.75 * first["loss_model_reconstruction"]
     assert all(math.isfinite(v) for v in last.values())
-    diag = learner.last_diagnostics
-    assert diag["recon_error"].shape == (2, 5) and diag["value_error"].shape == (2, 4)
+    # the replay feedback: [B, T] of the trained steps; the last step has no return target for δ
+    assert feedback.shape == (2, 5) and feedback["recon_error"].shape == (2, 5)
+    assert feedback["value_error"][:, :-1].isfinite().all() and feedback["value_error"][:, -1].isnan().all()
 
 
 @pytest.mark.parametrize("discrete", [True, False])
@@ -312,7 +313,7 @@ def test_compiled_networks_change_neither_losses_nor_gradients():
     def losses_and_grads():
         torch.manual_seed(1)
         learner.actor_loss.return_norm.load_state_dict(norm_state)
-        losses, _ = learner.losses(batch)
+        losses, _, _ = learner.losses(batch)
         total = sum(v for k, v in losses.items() if k.startswith("loss_"))
         return {k: v.detach() for k, v in losses.items()}, torch.autograd.grad(total, params, allow_unused=True)
 

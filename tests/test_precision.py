@@ -53,7 +53,7 @@ def make_batch(learner, pixels: bool, B=4, T=17) -> TensorDict:
 def losses_and_grads(learner, batch):
     """Loss terms and the gradient of their sum per network (flattened), from the same random draws."""
     torch.manual_seed(2)
-    terms, _ = learner.losses(batch)
+    terms, _, _ = learner.losses(batch)
     nets = {"world_model": learner.world_model, "actor": learner.actor, "critic": learner.critic}
     params = {name: [p for p in net.parameters()] for name, net in nets.items()}
     flat = [p for ps in params.values() for p in ps]
@@ -122,11 +122,11 @@ def test_compiled_bfloat16_update_equals_the_eager_bfloat16_update():
 def test_bfloat16_update_steps_float32_parameters():
     learner = make_learner("tiny", False, "bfloat16")
     before = {n: p.detach().clone() for n, p in learner.named_parameters()}
-    out = learner.update(make_batch(learner, False))
+    out, feedback = learner.update(make_batch(learner, False))
     assert out["skipped"] == 0.0
     moved = [n for n, p in learner.named_parameters() if not torch.equal(p, before[n])]
     assert moved and all(p.dtype == torch.float32 for p in learner.parameters())
-    assert all(v.dtype == torch.float32 for v in learner.last_diagnostics.values())  # back into the replay
+    assert all(v.dtype == torch.float32 for v in feedback.values())  # back into the replay
 
 
 def test_unknown_cast_is_refused():

@@ -50,15 +50,15 @@ def test_nan_loss_skips_the_update_and_changes_nothing():
     opt_before = copy.deepcopy(learner.optimizer.state_dict())  # state_dict holds live tensors: copy them
     bad = replay_batch()
     bad["observation"][0, 3] = float("nan")
-    out = learner.update(bad)
-    assert out["skipped"] == 1.0 and learner.last_diagnostics == {}
+    out, feedback = learner.update(bad)
+    assert out["skipped"] == 1.0 and feedback is None
     after = learner.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # parameters, slow critic, return EMA
     opt_after = learner.optimizer.state_dict()
     for key, state in opt_before["state"].items():
         for name, value in state.items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(opt_after["state"][key][name])), name
-    assert learner.update(replay_batch())["skipped"] == 0.0  # and training goes on
+    assert learner.update(replay_batch())[0]["skipped"] == 0.0  # and training goes on
 
 
 def test_nan_gradient_with_a_finite_loss_is_skipped_too():
@@ -66,7 +66,7 @@ def test_nan_gradient_with_a_finite_loss_is_skipped_too():
     before = snapshot(learner)
     param = next(learner.actor.parameters())
     handle = param.register_hook(lambda g: g * float("nan"))
-    out = learner.update(replay_batch())
+    out, _ = learner.update(replay_batch())
     handle.remove()
     assert out["skipped"] == 1.0 and torch.isfinite(torch.tensor(out["loss"]))
     assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
@@ -78,10 +78,10 @@ def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoin
 
     def diverging(self, batch):  # fine for 40 updates, then NaN forever
         calls["n"] += 1
-        terms, metrics = losses(self, batch)
+        terms, metrics, feedback = losses(self, batch)
         if calls["n"] > 40:
             terms = {k: v * float("nan") for k, v in terms.items()}
-        return terms, metrics
+        return terms, metrics, feedback
 
     monkeypatch.setattr(Learner, "losses", diverging)
     cfg = config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "max_nonfinite_updates=3")

@@ -14,6 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from torchrl_dreamerxp.training import Learner
+from torchrl_dreamerxp.training import checkpointer
 from torchrl_dreamerxp.training.checkpoint import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +35,11 @@ def config(run_dir, *overrides):
 def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkeypatch):
     """xp=full: prioritized sampler state and the λ scheduler ride along with model, optimizers, replay, RNG."""
     updates, saved, loaded = [], {}, {}
-    update, save, load = Learner.update, train_recipe.save_checkpoint, train_recipe.load_checkpoint
+    update, save, load = Learner.update, checkpointer.save_checkpoint, checkpointer.load_checkpoint
 
     def recording_update(self, batch):
         out = update(self, batch)
-        updates.append(out)
+        updates.append(out[0])  # the metrics
         return out
 
     def recording_save(directory, learner, replay, counters, keep=3):
@@ -51,8 +52,8 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
         return counters
 
     monkeypatch.setattr(Learner, "update", recording_update)
-    monkeypatch.setattr(train_recipe, "save_checkpoint", recording_save)
-    monkeypatch.setattr(train_recipe, "load_checkpoint", recording_load)
+    monkeypatch.setattr(checkpointer, "save_checkpoint", recording_save)
+    monkeypatch.setattr(checkpointer, "load_checkpoint", recording_load)
     common = ["xp=full", "xp.scheduler.exponential.decay_steps=20", "steps=160", "checkpoint_every=80",
               "eval.every=80", "logger.every=8"]
     uninterrupted = tmp_path / "a"

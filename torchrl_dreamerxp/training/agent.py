@@ -12,7 +12,7 @@ from ..schedulers import scheduler_from_config
 from ..transforms import IntrinsicRewardTransform
 from .learner import Learner
 
-__all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic", "build_learner"]
+__all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic", "build_learner", "build_agent"]
 
 
 @dataclass
@@ -138,3 +138,31 @@ def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
         precision=cfg.precision,
     )
+
+
+def build_agent(cfg, shapes: EnvShapes, device: torch.device | str = "cpu", distributed=None):
+    """The recipe's agent for an env: networks of ``cfg.model`` (compiled with ``compile=true``; with
+    ``reduce-overhead`` also replayed as CUDA graphs on a GPU), the XP ensemble and its transform when
+    ``cfg.xp.intrinsic``, the :class:`Learner` on ``device`` (data-parallel under ``torchrun``) and the acting
+    :class:`~torchrl_dreamerxp.modules.DreamerPolicy`. Returns ``(learner, policy)``.
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> cfg = OmegaConf.load("configs/train.yaml")
+        >>> cfg.model, cfg.xp = OmegaConf.load("configs/model/tiny.yaml"), OmegaConf.load("configs/xp/none.yaml")
+        >>> learner, policy = build_agent(cfg, EnvShapes(4, None, 2, True))
+        >>> policy.world_model is learner.world_model, learner.reward_transform is None
+        (True, True)
+    """
+    from ..modules import DreamerPolicy
+
+    world_model, actor, critic = build_networks(cfg.model, shapes)
+    if cfg.compile:
+        mode = {"mode": "reduce-overhead"} if cfg.compile == "reduce-overhead" else {}
+        compile_networks(world_model, actor, critic, dynamic=False, **mode)
+    # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
+    ensemble, reward_transform = build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic else (None, None)
+    learner = build_learner(cfg, world_model, actor, critic, ensemble, reward_transform).to(device)
+    if distributed is not None:
+        learner.enable_data_parallel(distributed)
+    return learner, DreamerPolicy(world_model, actor)

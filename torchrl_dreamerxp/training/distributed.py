@@ -30,6 +30,31 @@ class DistributedContext:
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    def require_multiples(self, cfg, keys) -> None:
+        """Totals each rank takes an equal share of must divide by the world size.
+
+        Examples:
+            >>> DistributedContext(0, 2).require_multiples({"steps": 7}, ["steps"])
+            Traceback (most recent call last):
+            ...
+            ValueError: steps=7 must be a multiple of the 2 torchrun processes
+        """
+        for key in keys:
+            if cfg[key] % self.world_size:
+                raise ValueError(f"{key}={cfg[key]} must be a multiple of the {self.world_size} torchrun processes")
+
+    def device(self, name: str) -> torch.device:
+        """The device of ``name`` for this rank: a bare ``cuda`` is this rank's GPU under ``torchrun``.
+
+        Examples:
+            >>> DistributedContext().device("cpu")
+            device(type='cpu')
+        """
+        device = torch.device(name)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        return device
+
     def broadcast(self, value):
         """Rank 0's ``value`` on every rank (any picklable object)."""
         if not self.enabled:

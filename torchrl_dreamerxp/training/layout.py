@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-__all__ = ["to_dreamer_layout"]
+__all__ = ["to_dreamer_layout", "extend_replay"]
 
 
 def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, tuple[int, ...]],
@@ -63,3 +63,24 @@ def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, t
     step = rows(nxt, action, nxt["reward"].reshape(n).float(), false, nxt["terminated"].reshape(n), nxt["done"].reshape(n))
     keep = torch.stack([first, ~false], 1).reshape(-1)
     return torch.stack([reset, step], 1).reshape(-1)[keep]
+
+
+def extend_replay(replay, batch: TensorDictBase, state, world_model, *, lane_key: str | None = None,
+                  world_size: int = 1, track_returns: bool = False) -> list[float]:
+    """Stores a collected round in DreamerV3 layout (the world model's observation keys, and zero placeholders
+    for its replay-context states) and counts it into ``state`` (a :class:`RunState`).
+
+    Returns the returns of the episodes the round finished (TorchRL's ``RewardSum`` ``"episode_reward"``);
+    ``track_returns`` also queues them for a return-driven λ scheduler (``state.unscheduled_returns``).
+    """
+    batch = batch.to("cpu")  # collected on the run's device; the replay lives in host memory
+    rssm = world_model.rssm
+    state_shapes = {"deter": (rssm.deter,), "stoch": (rssm.stoch, rssm.classes)}
+    replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes, lane_key=lane_key))
+    state.env_steps += batch.numel() * world_size  # every rank collects the same number of steps per round
+    done = batch["next", "done"].reshape(-1)
+    finished = batch["next", "episode_reward"].reshape(-1)[done].tolist()
+    state.episodes += len(finished)
+    if track_returns:
+        state.unscheduled_returns = state.unscheduled_returns + finished
+    return finished

@@ -42,9 +42,11 @@ class Learner(nn.Module):
     One update waits for the device once: the skip decision (loss and gradients finite) and every metric
     are read back together after ``backward``; the optimizer step is then queued without waiting.
 
-    :meth:`update` takes a replayed batch ``[B, T + context]`` and returns scalar metrics; the per-step
-    ``recon_error`` ``[B, T]`` and ``value_error`` ``[B, T−1]`` and the posterior states (for the
-    replay context write-back) are under :attr:`last_diagnostics`.
+    :meth:`update` takes a replayed batch ``[B, T + context]`` and returns its scalar metrics and its
+    feedback to the replay, as the official agent returns its replay outputs: a ``[B, T]`` TensorDict of the
+    posterior states ``"deter"``/``"stoch"`` (the replay context written back), the per-step reconstruction
+    error ``"recon_error"`` and critic error ``"value_error"`` (NaN at the last step, which has no return
+    target), all float32.
 
     Examples:
         >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
@@ -55,8 +57,9 @@ class Learner(nn.Module):
         ...     "reward": torch.zeros(2, 5), "is_first": torch.zeros(2, 5, dtype=torch.bool),
         ...     "is_terminal": torch.zeros(2, 5, dtype=torch.bool), "is_last": torch.zeros(2, 5, dtype=torch.bool),
         ...     "deter": torch.zeros(2, 5, 16), "stoch": torch.zeros(2, 5, 4, 4)}, [2, 5])
-        >>> sorted(learner.update(batch))[:2]
-        ['advantage', 'entropy']
+        >>> metrics, feedback = learner.update(batch)
+        >>> sorted(metrics)[:2], feedback.shape, sorted(feedback.keys())
+        (['advantage', 'entropy'], torch.Size([2, 4]), ['deter', 'recon_error', 'stoch', 'value_error'])
     """
 
     def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
@@ -85,7 +88,6 @@ class Learner(nn.Module):
             self.ensemble_loss = RewardEnsembleLoss(ensemble)
             self.ensemble_optimizer = torch.optim.Adam(ensemble.parameters(), lr=ensemble_lr)
         self.ensemble_skipped = 0
-        self.last_diagnostics: dict[str, torch.Tensor] = {}
         self.distributed = DistributedContext()
         self.__dict__["_ddp"] = None  # not a submodule: the state dict keeps its single-process keys
         self.__dict__["_trained"] = TrainedModules(self)  # the networks whose weights a bf16 update casts
@@ -110,9 +112,9 @@ class Learner(nn.Module):
             self.__dict__["_ddp"] = DistributedDataParallel(TrainedModules(self), **ddp_kwargs)
         return self
 
-    def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """All loss terms (``loss_*``) and the metrics of one batch in the learner's precision, without an
-        optimizer step (through DDP under ``torchrun``).
+    def losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], TensorDict]:
+        """All loss terms (``loss_*``), the metrics and the replay feedback (see :meth:`update`) of one batch in
+        the learner's precision, without an optimizer step (through DDP under ``torchrun``).
 
         Not free of side effects: the actor loss updates its return-percentile EMA.
         """
@@ -125,7 +127,7 @@ class Learner(nn.Module):
                 return torch.func.functional_call(self._trained, weights, (batch,), strict=False)
             return self.compute_losses(batch)
 
-    def compute_losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def compute_losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], TensorDict]:
         """:meth:`losses` with the weights as they are (float32 unless the caller casts them)."""
         wm = self.world_model_loss(batch)
         imagined = self.imagination(wm["deter"].flatten(0, 1), wm["stoch"].flatten(0, 1))
@@ -149,13 +151,14 @@ class Learner(nn.Module):
                     terms[key] = value
                 elif value.dim() == 0:
                     metrics[key] = value.detach()
-        self.last_diagnostics = {  # float32 also under bf16 autocast: they go back into the replay
+        value_error = critic["value_error"].float()
+        feedback = TensorDict({  # float32 also in bf16: they go back into the replay
             "recon_error": wm["recon_error"].float(),
-            "value_error": critic["value_error"].float(),
+            "value_error": torch.cat([value_error, torch.full_like(value_error[:, :1], float("nan"))], 1),
             "deter": wm["deter"].detach().float(),
             "stoch": wm["stoch"].detach().float(),
-        }
-        return terms, metrics
+        }, replay.shape)
+        return terms, metrics, feedback
 
     @torch.no_grad()
     def replay_rewards(self, data: TensorDictBase, deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
@@ -170,15 +173,16 @@ class Learner(nn.Module):
                          "reward": data.get("reward").reshape(data.shape).float()}, data.shape)
         return self.reward_transform(td).get("reward")
 
-    def update(self, batch: TensorDictBase) -> dict[str, float]:
-        """One optimizer step on ``batch``; returns every loss and diagnostic as floats.
+    def update(self, batch: TensorDictBase) -> tuple[dict[str, float], TensorDict | None]:
+        """One optimizer step on ``batch``; returns every loss and diagnostic as floats, and the feedback
+        ``[B, T]`` for the replay (class docstring).
 
         A non-finite loss or gradient skips the step (``"skipped": 1.0``): no parameter, optimizer
-        state, return-normalization statistic or slow critic changes, and :attr:`last_diagnostics`
-        is emptied so nothing of the batch is written back to replay.
+        state, return-normalization statistic or slow critic changes, and the feedback is ``None``, so
+        nothing of the batch goes back into the replay.
         """
         norm_state = {k: v.clone() for k, v in self.actor_loss.return_norm.state_dict().items()}
-        terms, metrics = self.losses(batch)
+        terms, metrics, feedback = self.losses(batch)
         loss = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         # always backward (under DDP every rank must, and the gradients arrive averaged): a non-finite loss
@@ -194,23 +198,22 @@ class Learner(nn.Module):
         if not finite:  # divergence: skip, restore what the forward pass moved
             self.optimizer.zero_grad(set_to_none=True)
             self.actor_loss.return_norm.load_state_dict(norm_state)
-            self.last_diagnostics = {}
-            return {"skipped": 1.0, "loss": values[-1]}
+            return {"skipped": 1.0, "loss": values[-1]}, None
         self.optimizer.step()
         self.slow_critic.step()
         out = dict(zip(names, values))
         out["skipped"] = 0.0
         if self.ensemble is not None:
-            out["loss_ensemble"] = self.update_ensemble(batch)
+            out["loss_ensemble"] = self.update_ensemble(batch, feedback)
             out["ensemble_skipped"] = float(self.ensemble_skipped)
-        return out
+        return out, feedback
 
-    def update_ensemble(self, batch: TensorDictBase) -> float:
-        """One step of the reward ensemble on the posterior transitions of the last :meth:`losses` call."""
+    def update_ensemble(self, batch: TensorDictBase, feedback: TensorDict) -> float:
+        """One step of the reward ensemble on the posterior transitions of ``batch`` (``feedback``'s states)."""
         data = batch[:, self.world_model_loss.context:]
         transitions = data.select("action", "reward", "is_first").clone(False)
-        transitions.set("deter", self.last_diagnostics["deter"])
-        transitions.set("stoch", self.last_diagnostics["stoch"])
+        transitions.set("deter", feedback["deter"])
+        transitions.set("stoch", feedback["stoch"])
         with self._autocast():
             loss = self.ensemble_loss(transitions)["loss_ensemble"]
         self.ensemble_optimizer.zero_grad(set_to_none=True)
