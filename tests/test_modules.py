@@ -1,4 +1,4 @@
-"""The DreamerV3 networks: every faithful default of ARCHITECTURE.md §3 is pinned here."""
+"""The DreamerV3 networks: every faithful default of docs/dreamerv3.md is pinned here."""
 import math
 
 import pytest

@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["METHODS", "RunSpec", "Experiment"]
 
-#: method name -> the recipe's ``xp`` option (ARCHITECTURE.md §6)
+#: method name -> the recipe's ``xp`` option (``configs/xp/``)
 METHODS = {"dreamerv3": "none", "prioritized": "prioritized", "intrinsic": "intrinsic", "full": "full"}
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ __all__ = ["Imagination"]
 class Imagination(nn.Module):
     """Imagined trajectories ``[N, H+1]`` from ``N`` start states, as a plain tensor loop.
 
-    Why not TorchRL's model-based env: a tensor loop measured ~50% faster here (ARCHITECTURE.md
-    §3), and the rollout runs without autograd (the official agent stops gradients into the imagined
+    Why not TorchRL's model-based env: a tensor loop is faster (``docs/benchmarks.md``), and the rollout
+    runs without autograd (the official agent stops gradients into the imagined
     states) except for the actor's distribution, which the actor loss reuses.
 
     The output holds ``"deter"``, ``"stoch"``, ``"feature"``, ``"action"`` (action taken at each state,

@@ -60,7 +60,7 @@ class EnsembleMLP(nn.Module):
 
 
 class RewardEnsemble(nn.Module):
-    """K reward predictors whose disagreement is the intrinsic reward (ARCHITECTURE.md §4).
+    """K reward predictors whose disagreement is the intrinsic reward (``docs/xp_extensions.md``).
 
     ``mode="latent"`` (default, the seed's design): member ``k`` is a one-step latent dynamics predictor
     ``(h_t, z_t, a_t) → ẑ_{k,t+1}`` over the ``stoch × classes`` categorical; its reward prediction is

@@ -207,9 +207,8 @@ class RSSM(nn.Module):
         """Compiles :meth:`obs_step` and :meth:`img_step` with ``torch.compile`` (optional; same math).
 
         The two steps run 64 and 15 times per update on small tensors; compiling fuses their elementwise
-        work (RMSNorm, SiLU, GRU gates, unimix, sampling). Measured at ``size12m`` on 2 CPU threads: 2.71 s
-        → 2.37 s per update (0.87×, same run) after about 16 s of compilation
-        (``benchmarks/update_speed.py``). Each new batch size (acting, training, imagination) compiles once.
+        work (RMSNorm, SiLU, GRU gates, unimix, sampling); the measured gain is in ``docs/benchmarks.md``.
+        Each new batch size (acting, training, imagination) compiles once.
         Compiled sampling draws its own random numbers (inductor's RNG), so a compiled run is not
         bit-identical to an eager one.
 

@@ -74,8 +74,7 @@ def compile_networks(world_model: WorldModel, actor: Actor, critic: TwoHotHead, 
     """``compile=true``: ``torch.compile`` the RSSM steps and, in place, every MLP of the three networks.
 
     Same math, fewer passes over memory: inductor fuses each hidden layer's RMSNorm and SiLU (forward and
-    backward) around the matrix products. Measured at ``size12m`` on 2 CPU threads, same process: the MLPs
-    take the update from 2.24–2.39 s (RSSM steps compiled) to 2.14–2.28 s. Each MLP compiles once per input
+    backward) around the matrix products (measured in ``docs/benchmarks.md``). Each MLP compiles once per input
     shape and grad mode (acting, training, imagination), so dynamo's recompile limit is raised to hold them.
     Returns the number of MLPs compiled.
 
