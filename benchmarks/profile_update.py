@@ -7,7 +7,7 @@ AGC), slow critic, ensemble training (``--intrinsic``; its scoring of imagined s
 "backward and the rest" (the main backward pass, zero_grad, the finiteness check, Python). Also the ``torch.profiler`` top operators of one update.
 
 Usage:
-    python benchmarks/profile_update.py [--preset size12m] [--iters 3] [--threads 2] [--intrinsic] [--compile]
+    python benchmarks/profile_update.py [--preset size12m] [--iters 3] [--threads 2] [--intrinsic] [--compile] [--precision bfloat16]
     python benchmarks/profile_update.py --preset tiny --batch 2 --seq 8 --horizon 3 --iters 1   # smoke
 
 Writes ``benchmarks/results/profile_update_<preset>.json``.
@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--intrinsic", action="store_true", help="with the XP reward ensemble")
     p.add_argument("--compile", action="store_true", help="compile the RSSM steps and the MLPs (the recipe's compile=true)")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="the recipe's precision")
     p.add_argument("--top", type=int, default=15, help="profiler operators listed")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     learner, data, params, _ = update_speed.build_learner(args.preset, args.obs, args.batch, args.seq, args.horizon,
-                                                          intrinsic=args.intrinsic)
+                                                          intrinsic=args.intrinsic, precision=args.precision)
     if args.compile:
         from torchrl_dreamerxp.training.agent import compile_networks
 
@@ -96,11 +97,13 @@ def main(argv=None) -> int:
     for name, r in sorted(table.items(), key=lambda kv: -kv[1]["sec"]):
         print(f"  {name:20s} {r['sec']:8.3f} s  {100 * r['share']:5.1f}%")
     print("top operators (self CPU): " + ", ".join(f"{o['op']} {o['self_cpu_ms']:.0f} ms/{o['calls']}" for o in ops[:8]))
-    out = args.out or ROOT / "benchmarks" / "results" / f"profile_update_{args.preset}{'_compiled' if args.compile else ''}.json"
+    suffix = ("_compiled" if args.compile else "") + ("_bf16" if args.precision == "bfloat16" else "")
+    out = args.out or ROOT / "benchmarks" / "results" / f"profile_update_{args.preset}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "profile_update", "preset": args.preset, "obs": args.obs, "batch": args.batch, "seq": args.seq,
-        "horizon": args.horizon, "threads": args.threads, "intrinsic": args.intrinsic, "compile": args.compile, "params": params,
+        "horizon": args.horizon, "threads": args.threads, "intrinsic": args.intrinsic, "compile": args.compile,
+        "precision": args.precision, "params": params,
         "sec_per_update_median": median_total, "phases": table, "top_ops": ops, "torch": torch.__version__,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

@@ -20,8 +20,11 @@ def test_update_speed_quick(tmp_path):
     result = json.loads(out.read_text())
     rows = result["workloads"]
     assert not [r for r in rows if "error" in r], [r["error"] for r in rows if "error" in r]
-    assert {r["impl"] for r in rows} == {"ours", "torchrl", "ours_intrinsic", "ours_compiled"}
+    assert {r["impl"] for r in rows} == {"ours", "torchrl", "ours_intrinsic", "ours_compiled", "ours_bf16"}
     assert result["ratios"]["tiny/vector/compiled"]["variant_over_eager_median"] > 0
+    bf16 = result["ratios"]["tiny/vector/bf16/over_float32"]  # the bf16 row over its float32 twin, same run
+    assert bf16["float32_row"] == "ours-tiny-vector" and bf16["bf16_over_float32_median"] > 0
+    assert next(r for r in rows if r["impl"] == "ours_bf16")["precision"] == "bfloat16"
     xp = next(r for r in rows if r["impl"] == "ours_intrinsic")
     assert 0 < xp["ensemble_share_median"] < 1 and xp["params_ensemble"] > 0
     for r in rows:
