@@ -21,6 +21,7 @@ def test_defaults_and_every_method_are_valid():
     for xp in ("none", "prioritized", "intrinsic", "full"):
         validate_config(config(f"xp={xp}"))
     validate_config(config("env=atari/Boxing", "model=size12m"))
+    validate_config(config("compile=reduce-overhead", "precision=bfloat16"))
 
 
 # (overrides, the key the message must name, a word of the allowed values)
@@ -28,6 +29,7 @@ BAD = [
     (["steps=0"], "steps", ">= 1"),
     (["steps=abc"], "steps", "integer"),
     (["seed=1.5"], "seed", "integer"),
+    (["compile=sometimes"], "compile", "reduce-overhead"),
     (["train_ratio=0"], "train_ratio", "> 0"),
     (["train_ratio=-4"], "train_ratio", "> 0"),
     (["batch_size=0"], "batch_size", ">= 1"),

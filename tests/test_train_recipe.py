@@ -140,3 +140,17 @@ def test_bad_intrinsic_settings_fail_before_anything_is_built(tmp_path, override
     with pytest.raises(ValueError, match=match):
         train_recipe.run(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_run_state_reads_the_counters_of_older_checkpoints():
+    from torchrl_dreamerxp.training import RunState
+
+    # the counters dict checkpoints held before RunState (same keys; no nonfinite_in_a_row)
+    old = {"env_steps": 80, "updates": 24, "episodes": 3, "replay_capacity": 280, "wall_time_s": 12.5,
+           "random_return": 21.0, "ratio": {"updates": 24}, "round": {"returns": [17.0]}, "next_eval": 160,
+           "next_log": 88, "unscheduled_returns": [17.0]}
+    state = RunState.from_state_dict(old)
+    assert (state.env_steps, state.updates, state.round_returns, state.next_eval, state.nonfinite_in_a_row) == \
+        (80, 24, [17.0], 160, 0)
+    assert {k: v for k, v in state.state_dict().items() if k in old} == old
+    assert "round" not in state.summary() and state.summary(world_size=2)["world_size"] == 2
