@@ -85,20 +85,25 @@ def read_run(run_dir: Path) -> dict:
     }
 
 
-def finish_plot(fig, ax, task: dict, title: str, out_png: Path) -> None:
-    """The bar line, labels and legend every learning plot shares; saves and closes the figure."""
+def save_curve_plot(fig, ax, xlabel: str, title: str, out_png: Path, legend_size: int = 8) -> None:
+    """Axis labels, grid and legend of a return curve; saves and closes the figure."""
     import matplotlib.pyplot as plt
 
-    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
-    ax.set_xlabel("env steps")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("eval return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
+
+
+def finish_plot(fig, ax, task: dict, title: str, out_png: Path) -> None:
+    """The bar line every learning plot shares, then :func:`save_curve_plot`."""
+    ax.axhline(task["bar"], color="green", linestyle=":", label=f"bar {task['bar']:g}")
+    save_curve_plot(fig, ax, "env steps", title, out_png)
 
 
 def plot(task_name: str, task: dict, per_seed: dict, out_png: Path) -> None:

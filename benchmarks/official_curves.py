@@ -119,6 +119,7 @@ def plot(task: str, ours: dict[str, dict], official: dict, name: str, out_png: P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from learning import save_curve_plot
 
     stats = official_stats(official, name)
     limit = TASKS[task][1]
@@ -132,15 +133,8 @@ def plot(task: str, ours: dict[str, dict], official: dict, name: str, out_png: P
             ax.plot(run["env_frames"], run["eval_return"], color=f"C{i}", marker="o", markersize=3,
                     label=f"ours seed {seed}" + ("" if run["done"] else " (running)"))
     ax.axvline(limit, color="green", linestyle=":", linewidth=1, label=f"our budget {limit // 1000}k frames")
-    ax.set_xlabel("env frames (agent steps × action repeat 2, the official axis)")
-    ax.set_ylabel("eval return")
-    ax.set_title(f"DMC proprio {task}: ours (vector_small, train ratio 512) vs official")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
+    save_curve_plot(fig, ax, "env frames (agent steps × action repeat 2, the official axis)",
+                    f"DMC proprio {task}: ours (dmc_proprio defaults) vs official", out_png, legend_size=7)
 
 
 def report(tasks: list[str], seeds: list[int], runs: Path, out_json: Path, img_dir: Path) -> dict:

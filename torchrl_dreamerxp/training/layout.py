@@ -72,6 +72,20 @@ def extend_replay(replay, batch: TensorDictBase, state, world_model, *, lane_key
 
     Returns the returns of the episodes the round finished (TorchRL's ``RewardSum`` ``"episode_reward"``);
     ``track_returns`` also queues them for a return-driven λ scheduler (``state.unscheduled_returns``).
+
+    Examples:
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import WorldModel
+        >>> from torchrl_dreamerxp.training import RunState
+        >>> wm = WorldModel(action_dim=2, obs_dim=1, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        >>> batch = TensorDict({"observation": torch.zeros(3, 1), "action": torch.zeros(3, 2),
+        ...     "is_first": torch.tensor([[True], [False], [False]]),
+        ...     "next": {"observation": torch.ones(3, 1), "reward": torch.ones(3, 1),
+        ...              "terminated": torch.zeros(3, 1, dtype=torch.bool),
+        ...              "done": torch.tensor([[False], [False], [True]]), "episode_reward": torch.full((3, 1), 3.0)}}, [3])
+        >>> replay, state = TensorDictReplayBuffer(storage=LazyTensorStorage(10)), RunState()
+        >>> extend_replay(replay, batch, state, wm), len(replay), state.env_steps, state.episodes
+        ([3.0], 4, 3, 1)
     """
     batch = batch.to("cpu")  # collected on the run's device; the replay lives in host memory
     rssm = world_model.rssm
