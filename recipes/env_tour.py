@@ -14,16 +14,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from torchrl_dreamerxp.envs import make_env  # noqa: E402
+from torchrl_dreamerxp.envs import make_env
 
 #: (name, agent-step cap per episode or None for full episodes)
 TOUR = [

@@ -15,14 +15,14 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from torchrl_dreamerxp.experiments import Experiment, parse_parallel, parse_seeds, run_experiment  # noqa: E402
+from torchrl_dreamerxp.experiments import Experiment, parse_parallel, parse_seeds, run_experiment
+from torchrl_dreamerxp.paths import config_dir
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+CONFIG_DIR = str(config_dir())
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="experiments", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     exp = Experiment.from_config(cfg.experiment)
     seeds = parse_seeds(cfg.seeds)
     parallel = parse_parallel(cfg.parallel)
@@ -38,7 +38,12 @@ def main(cfg: DictConfig) -> None:
             print("failed: " + ", ".join(failed))
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The command line (also ``dreamerxp-experiment``): hydra overrides, and ``--dry-run`` for ``dry_run=true``."""
     if "--dry-run" in sys.argv:  # a flag reads better than dry_run=true
         sys.argv = [a for a in sys.argv if a != "--dry-run"] + ["dry_run=true"]
+    run()
+
+
+if __name__ == "__main__":
     main()

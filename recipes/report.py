@@ -15,10 +15,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import hydra
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from torchrl_dreamerxp.experiments.report import load_rows, write_report  # noqa: E402
+from torchrl_dreamerxp.experiments.report import load_rows, write_report
+from torchrl_dreamerxp.paths import config_dir
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+CONFIG_DIR = str(config_dir())
 
 
 def log_to_wandb(report: dict, out: Path, experiment: str | None) -> None:
@@ -34,7 +34,7 @@ def log_to_wandb(report: dict, out: Path, experiment: str | None) -> None:
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="report", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def report_main(cfg: DictConfig) -> None:
     experiment = cfg.experiment.name if cfg.get("experiment") else None
     if not experiment and not cfg.runs:
         raise SystemExit("give experiment=<name> (a results store) or runs='<glob of run directories>'")
@@ -53,7 +53,12 @@ def main(cfg: DictConfig) -> None:
         log_to_wandb(report, out, experiment)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The command line (also ``dreamerxp-report``): hydra overrides, and ``--wandb`` for ``wandb=true``."""
     if "--wandb" in sys.argv:
         sys.argv = [a for a in sys.argv if a != "--wandb"] + ["wandb=true"]
+    report_main()
+
+
+if __name__ == "__main__":
     main()

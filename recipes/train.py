@@ -34,8 +34,9 @@ from torchrl_dreamerxp.training.progress import Progress
 from torchrl_dreamerxp.training.ratio import TrainRatio
 from torchrl_dreamerxp.training.run_state import RunState
 from torchrl_dreamerxp.training.train_step import stop_if_diverging, train_step
+from torchrl_dreamerxp.paths import config_dir
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+CONFIG_DIR = str(config_dir())
 
 
 def run(cfg: DictConfig) -> Path:

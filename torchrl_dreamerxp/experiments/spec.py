@@ -11,6 +11,9 @@ __all__ = ["METHODS", "RunSpec", "Experiment"]
 #: method name -> the recipe's ``xp`` option (``configs/xp/``)
 METHODS = {"dreamerv3": "none", "prioritized": "prioritized", "intrinsic": "intrinsic", "full": "full"}
 ROOT = Path(__file__).resolve().parents[2]
+# a checkout runs recipes/train.py; an installed wheel has it as the module torchrl_dreamerxp.recipes.train
+TRAIN = ([str(ROOT / "recipes" / "train.py")] if (ROOT / "recipes" / "train.py").exists()
+         else ["-m", "torchrl_dreamerxp.recipes.train"])
 
 
 def env_slug(env: str) -> str:
@@ -42,7 +45,7 @@ class RunSpec:
     def command(self, threads: int, logger_mode: str = "offline") -> list[str]:
         """The ``recipes/train.py`` command line; it resumes when the run directory already exists."""
         return [
-            sys.executable, str(ROOT / "recipes" / "train.py"), *self.overrides,
+            sys.executable, *TRAIN, *self.overrides,
             f"env={self.env}", f"xp={METHODS[self.method]}", f"seed={self.seed}", f"run_dir={self.run_dir}",
             f"resume={str(self.run_dir.exists()).lower()}", f"threads={threads}", "progress=false",
             f"logger.mode={logger_mode}", f"logger.group={self.experiment}", f"logger.job_type={self.method}",

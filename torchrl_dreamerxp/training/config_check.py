@@ -8,13 +8,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..schedulers import SCHEDULER_NAMES, scheduler_from_config
+from ..paths import config_dir
 from .presets import FAMILY_KEYS, PLACEHOLDER, apply_family_defaults
 
 __all__ = ["ConfigError", "validate_config", "XP_METHODS", "LOGGER_MODES"]
 
 XP_METHODS = ("none", "prioritized", "intrinsic", "full")
 LOGGER_MODES = ("offline", "online", "disabled", "none")
-_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+_CONFIGS = config_dir()
 
 
 class ConfigError(ValueError):

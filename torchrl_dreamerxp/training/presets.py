@@ -10,9 +10,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..paths import config_dir
+
 __all__ = ["FAMILY_PRESETS", "FAMILY_KEYS", "family_of", "apply_family_defaults"]
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = config_dir()
 #: make_env family -> configs/family/<name>.yaml
 FAMILY_PRESETS = {"gym": "gym", "dmc_proprio": "dmc_proprio", "dmc": "dmc_vision", "atari": "atari100k"}
 #: the keys a family sets when a config leaves them null (``model``: when it is the ``family`` placeholder)

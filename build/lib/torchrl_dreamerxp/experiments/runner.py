@@ -1,0 +1,141 @@
+"""Run every training run of an experiment, several at once (a local pool or Ray tasks on a cluster), skipping
+finished ones and resuming the rest."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .spec import Experiment, RunSpec
+from .store import ResultsStore, read_run
+
+__all__ = ["run_experiment"]
+
+
+def _row(run: RunSpec, exp: Experiment, note: str, status: str, error: str = "") -> dict:
+    base = {"experiment": exp.name, "description": exp.description, "note": note, "method": run.method,
+            "env": run.env, "seed": run.seed, "status": status, "error": error, "run_dir": str(run.run_dir)}
+    if (run.run_dir / "config.yaml").exists():
+        found = read_run(run.run_dir)
+        found.update(method=run.method)  # the experiment's name for it (xp=none is "dreamerv3")
+        return {**found, **base}
+    return base
+
+
+def _train(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
+    """One training run in its own process; returns its exit code and the tail of its error output."""
+    command = run.command(threads, logger_mode)  # resume=true only for a run directory an earlier try left
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    with open(run.run_dir / "stdout.log", "a") as out, open(run.run_dir / "stderr.log", "a") as err:
+        out.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
+        out.flush()
+        code = subprocess.call(command, stdout=out, stderr=err, env=env, cwd=Path(__file__).resolve().parents[2])
+    tail = ""
+    if code:
+        lines = (run.run_dir / "stderr.log").read_text(errors="replace").strip().splitlines()
+        tail = " | ".join(lines[-5:])[-1500:]
+    return code, tail
+
+
+def _train_as_ray_task(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
+    """:func:`_train` inside a Ray task; the run's ``stdout.log`` names the node that ran it."""
+    import ray
+
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.run_dir / "stdout.log", "a") as out:
+        out.write(f"\n# ray task on node {ray.get_runtime_context().get_node_id()} (host {os.uname().nodename})\n")
+    return _train(run, threads, logger_mode)
+
+
+def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: str) -> Iterator:
+    """``(run, result getter)`` as each run ends, ``parallel`` at once in this machine."""
+    with ThreadPoolExecutor(parallel) as pool:
+        futures = {pool.submit(_train, run, threads, logger_mode): run for run in todo}
+        for future in as_completed(futures):
+            yield futures[future], future.result
+
+
+def _ray_tasks(todo: list[RunSpec], threads: int, logger_mode: str, address: str | None) -> Iterator:
+    """``(run, result getter)`` as each run ends; every run is a Ray task reserving ``threads`` CPUs, so Ray
+    places as many at once as the cluster's CPUs allow, on any node."""
+    import ray
+
+    from ..training.ray_collection import init_ray
+
+    init_ray(address)
+    task = ray.remote(num_cpus=threads)(_train_as_ray_task)
+    pending = {task.remote(run, threads, logger_mode): run for run in todo}
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(ready), lambda ref=ready: ray.get(ref)
+
+
+def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs_dir: Path = Path("runs/experiments"),
+                   results_dir: Path = Path("results"), note: str = "", logger_mode: str = "offline",
+                   dry_run: bool = False, launcher: str = "local", ray_address: str | None = None,
+                   ray_cpus_per_run: int = 1) -> list[dict]:
+    """Run (or list, with ``dry_run``) every method × env × seed of ``exp``; returns the rows stored.
+
+    A run whose directory holds ``done`` is skipped (its row is stored if missing); a run directory
+    without ``done`` is resumed from its last checkpoint. ``launcher="local"``: ``parallel`` runs share this
+    machine's CPU cores (``cores // parallel`` torch threads each). ``launcher="ray"``: every run is a Ray task
+    with ``ray_cpus_per_run`` CPUs (and as many torch threads) on the cluster at ``ray_address`` (a local
+    one if ``None``); every node needs this repository at the same path and ``runs_dir`` on a filesystem
+    all nodes share (this process reads each finished run's directory). A run that fails is stored with
+    ``status=failed`` and the end of its error output; the other runs go on.
+
+    Examples:
+        >>> from torchrl_dreamerxp.experiments.spec import Experiment
+        >>> exp = Experiment("demo", "", ["dreamerv3", "prioritized"], {"gym/CartPole-v1": ["steps=100"]}, [])
+        >>> run_experiment(exp, [0], runs_dir=Path("/tmp/demo_runs"), dry_run=True)  # doctest: +ELLIPSIS
+        new     dreamerv3__gym_CartPole-v1__seed0 ...
+        new     prioritized__gym_CartPole-v1__seed0 ...
+        2 runs (demo: 2 methods x 1 envs x 1 seeds)
+        []
+    """
+    if launcher not in ("local", "ray"):
+        raise ValueError(f"launcher must be 'local' or 'ray', got {launcher!r}")
+    # absolute: a Ray task's working directory is not this one
+    runs = exp.runs(seeds, Path(runs_dir).resolve())
+    if dry_run:
+        for run in runs:
+            state = "done" if (run.run_dir / "done").exists() else "resume" if run.run_dir.exists() else "new"
+            print(f"{state:7s} {run.run_id:60s} {' '.join(run.command(1)[2:])}")
+        print(f"{len(runs)} runs ({exp.name}: {len(exp.methods)} methods x {len(exp.envs)} envs x {len(seeds)} seeds)")
+        return []
+    store = ResultsStore(results_dir, exp.name)
+    store.describe({"name": exp.name, "description": exp.description, "methods": exp.methods, "envs": exp.envs,
+                    "overrides": exp.overrides, "seeds": seeds}, note)
+    stored = {r["run_id"]: r.get("status") for r in store.rows()}
+    todo = []
+    for run in runs:
+        if (run.run_dir / "done").exists():
+            if stored.get(run.run_id) != "done":  # missing, or failed before and finished since
+                store.record(run.run_id, _row(run, exp, note, "done"))
+        else:
+            todo.append(run)
+    if launcher == "ray":
+        finished = _ray_tasks(todo, ray_cpus_per_run, logger_mode, ray_address)
+    else:
+        finished = _local_pool(todo, parallel, max(1, (os.cpu_count() or 2) // parallel), logger_mode)
+    failed = 0
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=exp.name, dynamic_ncols=True)
+    for run, result in finished:
+        try:
+            code, error = result()
+        except Exception as err:  # the runner itself failed for this run: record it, go on
+            code, error = -1, f"{type(err).__name__}: {err}"
+        ok = code == 0 and (run.run_dir / "done").exists()
+        failed += not ok
+        store.record(run.run_id, _row(run, exp, note, "done" if ok else "failed",
+                                      "" if ok else (error or f"exit code {code}")))
+        bar.update(1)
+        bar.set_postfix(failed=failed, last=run.run_id[:40])
+    bar.close()
+    return store.rows()

@@ -1,0 +1,111 @@
+"""A named experiment: methods × envs × seeds, each one training run of ``recipes/train.py``."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["METHODS", "RunSpec", "Experiment"]
+
+#: method name -> the recipe's ``xp`` option (``configs/xp/``)
+METHODS = {"dreamerv3": "none", "prioritized": "prioritized", "intrinsic": "intrinsic", "full": "full"}
+ROOT = Path(__file__).resolve().parents[2]
+# a checkout runs recipes/train.py; an installed wheel has it as the module torchrl_dreamerxp.recipes.train
+TRAIN = ([str(ROOT / "recipes" / "train.py")] if (ROOT / "recipes" / "train.py").exists()
+         else ["-m", "torchrl_dreamerxp.recipes.train"])
+
+
+def env_slug(env: str) -> str:
+    """A folder name for an env name: ``gym/CartPole-v1`` -> ``gym_CartPole-v1``."""
+    return env.replace("/", "_")
+
+
+@dataclass
+class RunSpec:
+    """One training run of an experiment.
+
+    Examples:
+        >>> run = RunSpec("classic", "intrinsic", "gym/Pendulum-v1", 2, Path("/tmp/r"), ["steps=100"])
+        >>> run.run_id, run.command(threads=1)[2:5]
+        ('intrinsic__gym_Pendulum-v1__seed2', ['steps=100', 'env=gym/Pendulum-v1', 'xp=intrinsic'])
+    """
+
+    experiment: str
+    method: str
+    env: str
+    seed: int
+    run_dir: Path
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.method}__{env_slug(self.env)}__seed{self.seed}"
+
+    def command(self, threads: int, logger_mode: str = "offline") -> list[str]:
+        """The ``recipes/train.py`` command line; it resumes when the run directory already exists."""
+        return [
+            sys.executable, *TRAIN, *self.overrides,
+            f"env={self.env}", f"xp={METHODS[self.method]}", f"seed={self.seed}", f"run_dir={self.run_dir}",
+            f"resume={str(self.run_dir.exists()).lower()}", f"threads={threads}", "progress=false",
+            f"logger.mode={logger_mode}", f"logger.group={self.experiment}", f"logger.job_type={self.method}",
+            f"logger.tags=[{env_slug(self.env)},seed{self.seed}]",
+        ]
+
+
+@dataclass
+class Experiment:
+    """``configs/experiment/<name>.yaml``: name, description, methods, envs with their budgets, overrides.
+
+    Examples:
+        >>> exp = Experiment("demo", "two methods", ["dreamerv3", "full"], {"gym/CartPole-v1": ["steps=100"]}, [])
+        >>> [r.run_id for r in exp.runs([0, 1], Path("runs"))][:2]
+        ['dreamerv3__gym_CartPole-v1__seed0', 'dreamerv3__gym_CartPole-v1__seed1']
+        >>> Experiment("bad", "", ["dreamerv4"], {}, [])
+        Traceback (most recent call last):
+        ...
+        ValueError: experiment 'bad': unknown method(s) ['dreamerv4']; known methods: dreamerv3, prioritized, intrinsic, full
+    """
+
+    name: str
+    description: str
+    methods: list[str]
+    envs: dict[str, list[str]]
+    overrides: list[str]
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"experiment {self.name!r}: unknown method(s) {unknown}; known methods: {', '.join(METHODS)}")
+
+    @classmethod
+    def from_config(cls, cfg) -> "Experiment":
+        envs = {str(k): [str(o) for o in (v or [])] for k, v in dict(cfg.envs).items()}
+        return cls(str(cfg.name), str(cfg.get("description", "")), [str(m) for m in cfg.methods], envs,
+                   [str(o) for o in cfg.get("overrides", [])])
+
+    def runs(self, seeds: list[int], runs_dir: Path) -> list[RunSpec]:
+        """Every method × env × seed, in that order."""
+        base = Path(runs_dir) / self.name
+        return [RunSpec(self.name, m, env, s, (base / m / env_slug(env) / f"seed{s}").resolve(),
+                        [*self.overrides, *env_overrides])
+                for m in self.methods for env, env_overrides in self.envs.items() for s in seeds]
+
+
+def parse_seeds(seeds) -> list[int]:
+    """``3`` -> ``[0, 1, 2]``; a list is taken as it is."""
+    if isinstance(seeds, int) or (isinstance(seeds, str) and seeds.isdigit()):
+        n = int(seeds)
+        if n < 1:
+            raise ValueError(f"seeds must be a count >= 1 or a list of seeds, got {seeds}")
+        return list(range(n))
+    return [int(s) for s in seeds]
+
+
+def parse_parallel(parallel) -> int:
+    """``auto``: one run per two CPU cores (at least 1)."""
+    if parallel in (None, "auto"):
+        return max(1, (os.cpu_count() or 2) // 2)
+    if int(parallel) < 1:
+        raise ValueError(f"parallel must be >= 1 or auto, got {parallel}")
+    return int(parallel)

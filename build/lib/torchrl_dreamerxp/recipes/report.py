@@ -1,0 +1,64 @@
+"""Tables and plots of an experiment: python recipes/report.py experiment=classic [--wandb]
+
+Or of any run directories: ``python recipes/report.py runs='runs/*/seed*'``. Filters: ``methods=[a,b]``,
+``envs=[...]``, ``metrics=[train/loss_actor]``, ``stats=[mean,iqm]``; ``log_scale=auto|true|false``;
+``latex=true`` adds ``finals.tex``. Writes into ``results/<experiment>/report/`` (``out=`` to change).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import hydra
+from omegaconf import DictConfig
+
+from torchrl_dreamerxp.experiments.report import load_rows, write_report
+from torchrl_dreamerxp.paths import config_dir
+
+CONFIG_DIR = str(config_dir())
+
+
+def log_to_wandb(report: dict, out: Path, experiment: str | None) -> None:
+    """The tables and plots as one run of the experiment's wandb group (job type ``report``)."""
+    import wandb
+
+    run = wandb.init(project="torchrl_dreamerxp", group=experiment or "runs", job_type="report",
+                     name=f"report-{experiment or 'runs'}", dir=str(out), mode=os.environ.get("WANDB_MODE", "offline"))
+    finals = report["finals"]
+    run.log({"finals": wandb.Table(columns=list(finals[0]), data=[list(f.values()) for f in finals]),
+             **{Path(p).stem: wandb.Image(p) for p in report["plots"]}})
+    run.finish()
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="report", version_base="1.3")
+def report_main(cfg: DictConfig) -> None:
+    experiment = cfg.experiment.name if cfg.get("experiment") else None
+    if not experiment and not cfg.runs:
+        raise SystemExit("give experiment=<name> (a results store) or runs='<glob of run directories>'")
+    rows = load_rows(Path(cfg.results_dir), None if cfg.runs else experiment, cfg.runs)
+    out = Path(cfg.out) if cfg.out else (Path(cfg.results_dir) / experiment / "report" if not cfg.runs
+                                        else Path("report"))
+    log_scale = cfg.log_scale if cfg.log_scale == "auto" else bool(cfg.log_scale)
+    report = write_report(rows, out, methods=list(cfg.methods), envs=list(cfg.envs), metrics=list(cfg.metrics),
+                          stats=list(cfg.stats), log_scale=log_scale, latex=cfg.latex, reps=cfg.reps)
+    print(report["finals_md"])
+    print(report["aggregates_md"])
+    if report["failed"]:
+        print(f"left out (not finished): {', '.join(report['failed'])}")
+    print(f"wrote {out}: " + ", ".join(Path(p).name for p in report["plots"]))
+    if cfg.wandb:
+        log_to_wandb(report, out, experiment)
+
+
+def main() -> None:
+    """The command line (also ``dreamerxp-report``): hydra overrides, and ``--wandb`` for ``wandb=true``."""
+    if "--wandb" in sys.argv:
+        sys.argv = [a for a in sys.argv if a != "--wandb"] + ["wandb=true"]
+    report_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The recipe's TorchRL parts built from a training config: training env, replay buffer, collector."""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
+from torchrl.envs import EnvCreator, ParallelEnv
+
+from ..envs import make_env
+from ..replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler
+from .run_state import RunState
+
+__all__ = ["make_training_env", "replay_lanes", "default_replay_capacity", "make_replay", "make_collector"]
+
+
+def make_training_env(cfg: DictConfig, seed: int):
+    """The env the collector steps: one env in this process, or ``cfg.envs`` envs in worker processes.
+
+    Parallel envs run one thread each; the policy still runs here, batched over the envs.
+
+    Examples:
+        >>> cfg = OmegaConf.create({"env": "gym/CartPole-v1", "envs": 1, "device": "cpu", "env_kwargs": {}})
+        >>> make_training_env(cfg, seed=0).reset()["observation"].shape
+        torch.Size([4])
+    """
+    if cfg.envs == 1:
+        return make_env(cfg.env, seed=seed, device=cfg.device, **cfg.env_kwargs)
+    make_one = partial(make_env, cfg.env, seed=seed, device=cfg.device,
+                       **OmegaConf.to_container(cfg.env_kwargs, resolve=True))
+    # num_threads: by default ParallelEnv lowers this process's torch threads by one per worker (to one
+    # here), which slowed the learner by 31% at the official Atari train ratio (docs/benchmarks.md)
+    return ParallelEnv(cfg.envs, EnvCreator(make_one), num_sub_threads=1, num_threads=torch.get_num_threads())
+
+
+def replay_lanes(cfg: DictConfig) -> int:
+    """One replay lane per stream of env steps: each parallel env or Ray worker.
+
+    Examples:
+        >>> replay_lanes(OmegaConf.create({"envs": 4, "collector": {"backend": "local", "workers": 2}}))
+        4
+    """
+    return cfg.collector.workers if cfg.collector.backend == "ray" else cfg.envs
+
+
+def default_replay_capacity(cfg: DictConfig, world_size: int = 1) -> int:
+    """Never more than the run needs (episode resets add rows), a multiple of the lanes.
+
+    Examples:
+        >>> cfg = OmegaConf.create({"envs": 2, "collector": {"backend": "local"}, "replay_size": 10**6,
+        ...                         "steps": 1000, "batch_length": 64, "replay_context": 1})
+        >>> default_replay_capacity(cfg)  # 1000 steps + 50% for resets + one slice per lane
+        1630
+    """
+    lanes = replay_lanes(cfg)
+    size = min(cfg.replay_size, (cfg.steps + cfg.steps // 2) // world_size + (cfg.batch_length + cfg.replay_context) * lanes)
+    return size - size % lanes
+
+
+def make_replay(cfg: DictConfig, capacity: int, scratch_dir: Path, local_batch: int):
+    """``(replay, sampler)``: contiguous slices of ``batch_length + replay_context`` steps, uniform or (XP)
+    prioritized by trajectory; memory-mapped above ``replay_memmap_above`` steps; parallel envs or Ray
+    workers write one lane each, so a slice never mixes two envs.
+
+    Examples:
+        >>> cfg = OmegaConf.create({"batch_length": 8, "replay_context": 1, "envs": 1, "replay_memmap_above": 10**5,
+        ...                         "collector": {"backend": "local"}, "xp": {"prioritized": False}})
+        >>> replay, sampler = make_replay(cfg, capacity=100, scratch_dir=Path("/nonexistent"), local_batch=2)
+        >>> replay.batch_size, type(sampler).__name__
+        (18, 'ContiguousSliceSampler')
+    """
+    slice_len = cfg.batch_length + cfg.replay_context
+    lanes = replay_lanes(cfg)
+    storage = (LazyMemmapStorage(capacity, scratch_dir=scratch_dir) if capacity > cfg.replay_memmap_above
+               else LazyTensorStorage(capacity, device="cpu"))
+    sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if cfg.xp.prioritized
+               else ContiguousSliceSampler(slice_len, lanes=lanes))
+    writer = {"writer": LaneWriter(lanes, "lane")} if lanes > 1 else {}
+    return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len, **writer), sampler
+
+
+def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,
+                   world_size: int = 1) -> Iterator[TensorDictBase]:
+    """Rounds of ``frames_per_batch`` env steps (this rank's share) until ``cfg.steps``, random actions for
+    the prefill; a resumed run's collector starts at its checkpoint's env step. Lazy: nothing is built or
+    stepped before the first round is asked for. ``collector.backend=ray``: remote workers (Ray actors),
+    each stepping a CPU copy of the policy.
+
+    Examples:
+        >>> cfg = OmegaConf.create({"frames_per_batch": 8, "steps": 16, "prefill": 16, "seed": 0,
+        ...                         "collector": {"backend": "local"}})
+        >>> env = make_env("gym/CartPole-v1")
+        >>> rounds = make_collector(cfg, env, None, RunState())  # no policy: random actions
+        >>> [batch.numel() for batch in rounds]
+        [8, 8]
+    """
+    from .ray_collection import make_ray_collector
+
+    totals = dict(frames_per_batch=cfg.frames_per_batch // world_size,
+                  total_frames=max((cfg.steps - state.env_steps) // world_size, cfg.frames_per_batch // world_size),
+                  init_random_frames=max((cfg.prefill - state.env_steps) // world_size, 0))
+    seed = cfg.seed + state.env_steps + 10_007 * rank
+    if cfg.collector.backend == "ray":
+        collector = make_ray_collector(
+            policy, cfg.env, workers=cfg.collector.workers, seed=seed, worker_cpus=cfg.collector.worker_cpus,
+            address=cfg.collector.ray_address, env_kwargs=OmegaConf.to_container(cfg.env_kwargs, resolve=True),
+            **totals)
+    else:
+        collector = Collector(env, policy, auto_register_policy_transforms=False, **totals)
+        collector.set_seed(seed)
+    try:
+        yield from collector
+    finally:
+        collector.shutdown()

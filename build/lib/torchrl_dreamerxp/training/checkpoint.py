@@ -1,0 +1,288 @@
+"""Checkpoints: everything a run needs to continue (modules, optimizers, λ scheduler, replay, counters, RNG).
+
+A checkpoint is a folder ``step_<env_step>/`` holding ``state.pt``, the replay buffer's ``replay/`` dump
+and, written last, ``manifest.json`` with the size and SHA-1 of every file. It is written under a
+temporary name and renamed into place, so a crash mid-write leaves no half checkpoint under a real
+name; the newest ``keep`` checkpoints are kept. Loading checks the manifest first: a checkpoint whose
+files are missing, truncated or changed is reported and the previous one is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "read_counters",
+           "verify_checkpoint", "CorruptCheckpoint", "fingerprint"]
+
+MANIFEST = "manifest.json"
+
+
+class CorruptCheckpoint(RuntimeError):
+    """A checkpoint whose files do not match its manifest.
+
+    Examples:
+        >>> verify_checkpoint("/nonexistent")
+        Traceback (most recent call last):
+        ...
+        torchrl_dreamerxp.training.checkpoint.CorruptCheckpoint: /nonexistent: no readable manifest.json ...
+    """
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, keep: int = 3) -> Path:
+    """Writes ``directory/step_<env_step>/`` atomically and deletes all but the newest ``keep``.
+
+    Examples:
+        >>> import tempfile
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> def learner():
+        ...     wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        ...     feat = wm.rssm.feature_dim()
+        ...     return Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1), horizon=3)
+        >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> source = learner()
+        >>> path = save_checkpoint(folder, source, replay, {"env_steps": 100})
+        >>> latest_checkpoint(folder) == path, read_counters(path)
+        (True, {'env_steps': 100})
+        >>> restored, restored_replay = learner(), TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> load_checkpoint(path, restored, restored_replay)
+        {'env_steps': 100}
+        >>> fingerprint(restored, restored_replay)["modules"] == fingerprint(source, replay)["modules"]
+        True
+    """
+    directory = Path(directory)
+    final = directory / f"step_{counters['env_steps']:09d}"
+    tmp = directory / f".tmp_{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write(tmp, learner, replay_buffer, counters)
+    except OSError as err:  # a full disk, most often: keep what was there, say so
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = sorted(directory.glob("step_*"))
+        raise OSError(err.errno, f"could not write the checkpoint of env step {counters['env_steps']} ({err.strerror or err}); "
+                      f"the previous checkpoint is intact: {previous[-1] if previous else 'none'}") from err
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(directory.glob("step_*"))[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write(tmp: Path, learner, replay_buffer, counters: dict) -> None:
+    torch.save(
+        {
+            "learner": learner.state_dict(),
+            "training": learner.training_state_dict(),  # optimizers, λ scheduler
+            "counters": counters,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})},
+        },
+        tmp / "state.pt",
+    )
+    replay_buffer.dumps(tmp / "replay")
+    manifest = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(tmp)}
+    with open(tmp / MANIFEST, "w") as f:
+        json.dump(manifest, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raises :class:`CorruptCheckpoint` unless every file matches ``manifest.json``.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "state.pt").write_bytes(b"abc")
+        >>> _ = (folder / MANIFEST).write_text(json.dumps({"state.pt": {"bytes": 3, "sha1": _digest(folder / "state.pt")}}))
+        >>> verify_checkpoint(folder)
+        >>> _ = (folder / "state.pt").write_bytes(b"ab")
+        >>> verify_checkpoint(folder)
+        Traceback (most recent call last):
+        ...
+        torchrl_dreamerxp.training.checkpoint.CorruptCheckpoint: ...state.pt has 2 bytes, expected 3 (truncated?)
+    """
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptCheckpoint(f"{path}: no readable {MANIFEST} (an interrupted write?): {err}") from None
+    for name, expected in manifest.items():
+        file = path / name
+        if not file.is_file():
+            raise CorruptCheckpoint(f"{path}: {name} is missing")
+        if file.stat().st_size != expected["bytes"]:
+            raise CorruptCheckpoint(f"{path}: {name} has {file.stat().st_size} bytes, expected {expected['bytes']} (truncated?)")
+        if _digest(file) != expected["sha1"]:
+            raise CorruptCheckpoint(f"{path}: {name} does not match its checksum (corrupted)")
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint that passes :func:`verify_checkpoint`; corrupt ones are reported and skipped.
+
+    Examples:
+        >>> latest_checkpoint("/nonexistent") is None  # a run with no checkpoint yet (see save_checkpoint)
+        True
+    """
+    for path in sorted(Path(directory).glob("step_*"), reverse=True):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CorruptCheckpoint as err:
+            warnings.warn(f"skipping checkpoint: {err}; trying the previous one", stacklevel=2)
+    return None
+
+
+def read_counters(path: Path) -> dict:
+    """The counters of a checkpoint (env steps, updates, replay capacity, ...) without loading it.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> torch.save({"counters": {"env_steps": 5, "updates": 1}}, folder / "state.pt")
+        >>> read_counters(folder)
+        {'env_steps': 5, 'updates': 1}
+
+    The round trip in the examples of :func:`save_checkpoint` uses it on a real checkpoint.
+    """
+    return torch.load(Path(path) / "state.pt", weights_only=False)["counters"]
+
+
+def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
+    """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters.
+
+    Examples:
+        >>> import tempfile
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> def learner():
+        ...     wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        ...     feat = wm.rssm.feature_dim()
+        ...     return Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1), horizon=3)
+        >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
+        >>> path = save_checkpoint(Path(tempfile.mkdtemp()), learner(), replay, {"env_steps": 7})
+        >>> restored_replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> load_checkpoint(path, learner(), restored_replay), len(restored_replay)
+        ({'env_steps': 7}, 4)
+    """
+    state = torch.load(Path(path) / "state.pt", weights_only=False)
+    learner.load_state_dict(state["learner"])
+    learner.load_training_state_dict(state["training"])
+    replay_buffer.loads(Path(path) / "replay")
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(state["rng"]["python"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state["counters"]
+
+
+def load_networks(path: Path, **networks) -> None:
+    """Loads networks from a checkpoint's learner state in place, by their names in the learner
+    (``world_model``, ``actor``, ``critic``): for evaluating, rolling out or probing a run's model
+    without its optimizers and replay.
+
+    Examples:
+        >>> import tempfile
+        >>> from torchrl_dreamerxp.modules import Actor
+        >>> saved, loaded = Actor(6, 2, True, units=8, layers=1), Actor(6, 2, True, units=8, layers=1)
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> torch.save({"learner": {f"actor.{k}": v for k, v in saved.state_dict().items()}}, folder / "state.pt")
+        >>> load_networks(folder, actor=loaded)
+        >>> all(torch.equal(a, b) for a, b in zip(saved.parameters(), loaded.parameters()))
+        True
+    """
+    state = torch.load(Path(path) / "state.pt", weights_only=False)["learner"]
+    for name, net in networks.items():
+        prefix = f"{name}."
+        net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def _hash_into(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        h.update(str((value.dtype, tuple(value.shape))).encode())
+        h.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            h.update(str(key).encode())
+            _hash_into(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _hash_into(h, item)
+    elif isinstance(value, np.ndarray):
+        h.update(value.tobytes())
+    else:
+        h.update(repr(value).encode())
+
+
+def fingerprint(learner, replay_buffer) -> dict[str, str]:
+    """SHA-1 of each part of a run's state, to check that a resume restored exactly what was saved.
+
+    Parts: ``modules`` (every parameter and buffer), ``training`` (optimizers, λ scheduler),
+    ``replay`` (every stored step), ``sampler`` (e.g. the trajectory priorities), ``rng``
+    (torch, numpy and Python generators) and ``replay_rows`` (the number of stored steps, not a hash).
+    The round trip in the examples of :func:`save_checkpoint` uses it.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+        >>> from torchrl_dreamerxp.training import Learner
+        >>> def learner():
+        ...     wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+        ...     feat = wm.rssm.feature_dim()
+        ...     return Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1), horizon=3)
+        >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+        >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
+        >>> source = learner()
+        >>> before = fingerprint(source, replay)
+        >>> with torch.no_grad():
+        ...     _ = source.critic.net[0].weight.add_(1.0)
+        >>> after = fingerprint(source, replay)
+        >>> before["modules"] != after["modules"], before["replay"] == after["replay"]
+        (True, True)
+    """
+    def sha(value):
+        h = hashlib.sha1()
+        _hash_into(h, value)
+        return h.hexdigest()
+
+    storage = replay_buffer.storage
+    rows = len(storage)
+    stored = storage.get(torch.arange(rows)) if rows else None
+    return {
+        "modules": sha(dict(learner.state_dict())),
+        "training": sha(learner.training_state_dict()),
+        "replay": sha({k: v for k, v in stored.items(True, True)} if stored is not None else {}),
+        "sampler": sha(replay_buffer.sampler.state_dict()),
+        "rng": sha([torch.get_rng_state(), np.random.get_state()[1], random.getstate()]),
+        "replay_rows": str(rows),
+    }

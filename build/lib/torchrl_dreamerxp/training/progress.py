@@ -1,0 +1,57 @@
+"""The progress bar and the periodic log of training scalars, with env steps and updates per second."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from tqdm import tqdm
+
+from .run_state import RunState
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """A tqdm bar over env steps, and every ``every`` env steps the training scalars with throughput.
+
+    Examples:
+        >>> from torchrl_dreamerxp.training.logging import NullLogger
+        >>> state = RunState(next_log=16)
+        >>> progress = Progress(total=32, every=16, state=state, show=False)
+        >>> state.env_steps, state.updates = 16, 4
+        >>> progress.train_metrics, progress.last_return = {"loss": 1.0}, 20.0
+        >>> progress.round_done(16, state, NullLogger())
+        True
+        >>> state.next_log
+        32
+    """
+
+    def __init__(self, total: int, every: int, state: RunState, show: bool = True):
+        self.every = every
+        self.train_metrics: dict[str, float] = {}  # of the last update that was not skipped
+        self.last_return = float("nan")  # of the last finished training episode
+        self.bar = tqdm(total=total, initial=state.env_steps, disable=not show, unit="step", dynamic_ncols=True)
+        self._mark(state)
+
+    def _mark(self, state: RunState) -> None:
+        self.t0, self.steps0, self.updates0 = time.time(), state.env_steps, state.updates
+
+    def round_done(self, frames: int, state: RunState, logger, extra: Callable[[], dict] | None = None) -> bool:
+        """Advance the bar by ``frames``; when a log is due, log the ``train/*`` scalars, the rates and what
+        ``extra()`` returns (the sampler's statistics, read only then). Returns whether it logged."""
+        self.bar.update(frames)
+        if state.env_steps < state.next_log:
+            return False
+        elapsed = max(time.time() - self.t0, 1e-9)
+        rates = {"perf/env_steps_per_s": (state.env_steps - self.steps0) / elapsed,
+                 "perf/updates_per_s": (state.updates - self.updates0) / elapsed}
+        logger.log({**{f"train/{k}": v for k, v in self.train_metrics.items()}, **rates, **(extra() if extra else {}),
+                    "train/updates": state.updates}, state.env_steps)
+        self.bar.set_postfix(ret=f"{self.last_return:.1f}", sps=f"{rates['perf/env_steps_per_s']:.0f}",
+                             ups=f"{rates['perf/updates_per_s']:.2f}")
+        self._mark(state)
+        state.next_log = state.env_steps + self.every
+        return True
+
+    def close(self) -> None:
+        self.bar.close()

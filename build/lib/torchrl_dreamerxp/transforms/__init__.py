@@ -1,0 +1,4 @@
+"""TorchRL transforms of DreamerV3-XP."""
+from .intrinsic_reward import IntrinsicRewardTransform
+
+__all__ = ["IntrinsicRewardTransform"]
