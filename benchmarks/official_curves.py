@@ -42,6 +42,9 @@ TASKS = {
 # action repeat 2) plus these; compile=true only makes the updates faster (same losses)
 SETTINGS = ["compile=true", "eval.episodes=5", "checkpoint_every=1000", "checkpoint_keep=2"]
 EVAL_EVERY_FRAMES = 10_000  # the official point spacing
+# an evaluation comes at the end of the first collection round past its step (16 agent steps = 32 frames):
+# ours at frame f stands for the official point x when x <= f < x + ROUND_FRAMES
+ROUND_FRAMES = 16 * ACTION_REPEAT
 
 
 def run_task(task: str, seed: int, runs: Path, threads: int, extra: list[str]) -> Path | None:
@@ -99,11 +102,16 @@ def official_stats(official: dict, name: str) -> dict[int, dict]:
     return {x: {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "n": len(v)} for x, v in sorted(by_x.items())}
 
 
+def value_at(run: dict, x: int) -> float | None:
+    """Our evaluation standing for the official point ``x`` (the first within one collection round at or after it)."""
+    return next((y for f, y in zip(run["env_frames"], run["eval_return"]) if x <= f < x + ROUND_FRAMES), None)
+
+
 def compare(ours: dict[str, dict], stats: dict[int, dict]) -> list[dict]:
-    """Ours vs official at every official x our seeds have reached (our eval at exactly that frame count)."""
+    """Ours vs official at every official x our seeds have reached."""
     rows = []
     for x, off in stats.items():
-        seeds = {s: r["eval_return"][r["env_frames"].index(x)] for s, r in ours.items() if x in r["env_frames"]}
+        seeds = {s: v for s, r in ours.items() if (v := value_at(r, x)) is not None}
         if not seeds:
             continue
         mean = sum(seeds.values()) / len(seeds)

@@ -51,17 +51,18 @@ def test_compare_reports_per_seed_whether_the_goal_was_reached(tmp_path):
 
 
 def test_official_curves_sets_our_runs_on_the_official_axis(tmp_path):
-    # eval.csv counts agent steps; the official axis is env frames (x 2 for DMC's action repeat)
+    # eval.csv counts agent steps (an eval lands at the end of a 16-step round: 5008); the official axis is env
+    # frames (x 2 for DMC's action repeat), and ours at 10016 frames stands for the official point 10k
     run = tmp_path / "walker_stand" / "seed0"
     run.mkdir(parents=True)
-    (run / "eval.csv").write_text("env_step,eval_return\n5000,100.0\n10000,200.0\n25000,450.0\n")
+    (run / "eval.csv").write_text("env_step,eval_return\n5008,100.0\n10000,200.0\n25008,450.0\n")
     (run / "done").write_text(json.dumps({"updates": 12000, "env_steps": 25000, "wall_time_s": 9000.0}))
     out = tmp_path / "out.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only",
                     "--tasks", "walker_stand", "--seeds", "0", "--runs", str(tmp_path), "--out-json", str(out),
                     "--img-dir", str(tmp_path)], check=True, cwd=ROOT, capture_output=True)
     result = json.loads(out.read_text())["tasks"]["walker_stand"]
-    assert result["ours"]["0"]["env_frames"] == [10000, 20000, 50000] and result["ours"]["0"]["updates"] == 12000
+    assert result["ours"]["0"]["env_frames"] == [10016, 20000, 50016] and result["ours"]["0"]["updates"] == 12000
     rows = {r["env_frames"]: r for r in result["comparison"]}
     assert sorted(rows) == [10000, 20000, 50000]
     # the official walker_stand 5-seed mean at 50k frames is 399.8 (min 254.8): 450 is above both
