@@ -1,6 +1,7 @@
 """The package installs like one: a non-editable wheel trains from outside the repository."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_built_wheel_trains_from_any_directory(tmp_path):
-    dist, site, cwd = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+    dist, site, cwd, src = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere", tmp_path / "src"
+    # built from a copy of what the wheel is made of: setuptools writes build/ next to setup.py
+    for part in ("torchrl_dreamerxp", "configs", "recipes"):
+        shutil.copytree(ROOT / part, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "setup.py", src / "setup.py")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src),
                     "-w", str(dist)], check=True, capture_output=True, timeout=300)
     wheel = next(dist.glob("torchrl_dreamerxp-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
