@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import numbers
 import os
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..schedulers import SCHEDULER_NAMES, scheduler_from_config
 from ..paths import config_dir
+from ..schedulers import SCHEDULER_NAMES, scheduler_from_config
 from .presets import FAMILY_KEYS, PLACEHOLDER, apply_family_defaults
 
 __all__ = ["ConfigError", "validate_config", "XP_METHODS", "LOGGER_MODES"]

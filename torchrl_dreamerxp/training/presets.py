@@ -33,7 +33,7 @@ def family_of(env: str) -> str | None:
     return FAMILY_PRESETS.get(family) if sep else None
 
 
-def apply_family_defaults(cfg: DictConfig, config_dir: Path = CONFIGS) -> str | None:
+def apply_family_defaults(cfg: DictConfig, configs: Path = CONFIGS) -> str | None:
     """Fills ``train_ratio`` and ``envs`` where ``cfg`` leaves them null, and ``model`` where it is the
     ``family`` placeholder (its non-null keys, set on the command line, applied on top of the family's
     preset), from the env's family preset; records ``family`` and returns it (``None``: an env name the
@@ -48,12 +48,12 @@ def apply_family_defaults(cfg: DictConfig, config_dir: Path = CONFIGS) -> str | 
     family = family_of(cfg.get("env"))
     if family is None:
         return None
-    preset = OmegaConf.load(config_dir / "family" / f"{family}.yaml")
+    preset = OmegaConf.load(configs / "family" / f"{family}.yaml")
     with open_dict(cfg):
         model = cfg.get("model")
         if model is None or model.get("name") == PLACEHOLDER:
             tweaks = {k: v for k, v in (model or {}).items() if v is not None and k != "name"}
-            cfg.model = OmegaConf.merge(OmegaConf.load(config_dir / "model" / f"{preset.model}.yaml"), tweaks)
+            cfg.model = OmegaConf.merge(OmegaConf.load(configs / "model" / f"{preset.model}.yaml"), tweaks)
         for key in FAMILY_KEYS[1:]:
             if cfg.get(key) is None:
                 cfg[key] = preset[key]
