@@ -11,7 +11,6 @@ from torchrl_dreamerxp.objectives import RewardEnsembleLoss, WorldModelLoss
 from torchrl_dreamerxp.schedulers import ConstantWeight, ExponentialDecayWeight, ReturnMovingAverageWeight, make_scheduler
 from torchrl_dreamerxp.transforms import IntrinsicRewardTransform
 
-from test_objectives import replay_batch, tiny_world_model
 
 DETER, STOCH, CLASSES, ACTION = 16, 4, 4, 2  # the sizes of test_objectives' tiny world model and batch
 
@@ -67,7 +66,7 @@ def test_latent_mode_scores_the_predicted_latent_with_the_reward_head():
     torch.testing.assert_close(preds, expected, rtol=1e-5, atol=1e-5)  # symexp bins reach e^20
 
 
-def test_ensemble_holds_no_world_model_parameter_and_sends_it_no_gradient():
+def test_ensemble_holds_no_world_model_parameter_and_sends_it_no_gradient(replay_batch, tiny_world_model):
     torch.manual_seed(0)
     wm = tiny_world_model()
     ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, reward_head=wm.reward)
@@ -281,21 +280,25 @@ def test_ensemble_loss_pairs_state_t_with_the_action_stored_at_t_plus_1():
     assert seen["next_stoch"][0, :, 0, 0].tolist() == [1, 2, 3] and seen["next_reward"][0].tolist() == [1, 2, 3]
 
 
-def learner_with_intrinsic(lam):
+@pytest.fixture
+def learner_with_intrinsic(tiny_world_model):
+    """``learner_with_intrinsic(lam)``: a tiny learner with a reward-mode ensemble mixing at extrinsic weight λ."""
     from torchrl_dreamerxp.modules import Actor
     from torchrl_dreamerxp.training import Learner
 
-    torch.manual_seed(0)
-    wm = tiny_world_model()
-    ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, mode="reward")
-    transform = IntrinsicRewardTransform(ens, ConstantWeight(lam), window=2)
-    learner = Learner(wm, Actor(wm.rssm.feature_dim(), ACTION, True, units=8, layers=1),
-                      TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, warmup=0, reward_transform=transform,
-                      ensemble=ens)
-    return learner, ens
+    def make(lam):
+        torch.manual_seed(0)
+        wm = tiny_world_model()
+        ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, mode="reward")
+        transform = IntrinsicRewardTransform(ens, ConstantWeight(lam), window=2)
+        learner = Learner(wm, Actor(wm.rssm.feature_dim(), ACTION, True, units=8, layers=1),
+                          TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, warmup=0, reward_transform=transform,
+                          ensemble=ens)
+        return learner, ens
+    return make
 
 
-def test_replay_value_loss_learns_the_mixed_reward():
+def test_replay_value_loss_learns_the_mixed_reward(learner_with_intrinsic, replay_batch):
     from torchrl_dreamerxp.functional import intrinsic_reward
 
     batch = replay_batch()
@@ -310,7 +313,7 @@ def test_replay_value_loss_learns_the_mixed_reward():
     torch.testing.assert_close(mixed[:, 0], data["reward"][:, 0])  # no prediction for the first step
 
 
-def test_a_non_finite_ensemble_gradient_is_skipped_and_counted():
+def test_a_non_finite_ensemble_gradient_is_skipped_and_counted(learner_with_intrinsic, replay_batch):
     learner, ens = learner_with_intrinsic(0.5)
     before = {k: v.clone() for k, v in ens.state_dict().items()}
     handle = next(ens.parameters()).register_hook(lambda g: g * float("nan"))

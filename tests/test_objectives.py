@@ -13,34 +13,13 @@ from torchrl_dreamerxp.objectives import ActorLoss, CriticLoss, WorldModelLoss
 from torchrl_dreamerxp.training import Learner
 
 
-def tiny_world_model(obs_dim=3, action_dim=2):
-    return WorldModel(action_dim=action_dim, obs_dim=obs_dim, deter=16, hidden=8, stoch=4, classes=4, units=8, blocks=4,
-                      enc_layers=1, dec_layers=1)
-
-
-def replay_batch(B=2, T=6, obs_dim=3, action_dim=2, deter=16, stoch=(4, 4)):
-    return TensorDict(
-        {
-            "observation": torch.randn(B, T, obs_dim),
-            "action": torch.eye(action_dim)[torch.randint(action_dim, (B, T))],
-            "reward": torch.randn(B, T),
-            "is_first": torch.zeros(B, T, dtype=torch.bool),
-            "is_terminal": torch.zeros(B, T, dtype=torch.bool),
-            "is_last": torch.zeros(B, T, dtype=torch.bool),
-            "deter": torch.zeros(B, T, deter),
-            "stoch": torch.zeros(B, T, *stoch),
-        },
-        [B, T],
-    )
-
-
-def test_world_model_loss_defaults_are_official():
+def test_world_model_loss_defaults_are_official(tiny_world_model):
     loss = WorldModelLoss(tiny_world_model())
     assert (loss.free_nats, loss.dyn_scale, loss.rep_scale, loss.rec_scale, loss.reward_scale, loss.cont_scale) == (1.0, 1.0, 0.1, 1.0, 1.0, 1.0)
     assert loss.discount == pytest.approx(1 - 1 / 333) and loss.context == 1
 
 
-def test_world_model_loss_outputs_and_replay_context():
+def test_world_model_loss_outputs_and_replay_context(replay_batch, tiny_world_model):
     torch.manual_seed(0)
     wm = tiny_world_model()
     loss = WorldModelLoss(wm)
@@ -67,7 +46,7 @@ def test_world_model_loss_outputs_and_replay_context():
     torch.testing.assert_close(a, b)
 
 
-def test_world_model_loss_set_keys():
+def test_world_model_loss_set_keys(replay_batch, tiny_world_model):
     loss = WorldModelLoss(tiny_world_model())
     loss.set_keys(reward="ext_reward")
     batch = replay_batch()
@@ -75,7 +54,7 @@ def test_world_model_loss_set_keys():
     assert torch.isfinite(loss(batch)["loss_model_reward"])
 
 
-def test_continue_target_scaled_by_discount():
+def test_continue_target_scaled_by_discount(replay_batch, tiny_world_model):
     wm = tiny_world_model()
     loss = WorldModelLoss(wm, context=0)
     with torch.no_grad():
@@ -198,7 +177,7 @@ def test_dreamerv3_optimizer_is_laprop_with_agc():
     torch.testing.assert_close(p.detach(), before)
 
 
-def test_learner_defaults_are_official():
+def test_learner_defaults_are_official(tiny_world_model):
     wm = tiny_world_model()
     learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1))
     groups = learner.optimizer.param_groups
@@ -210,7 +189,7 @@ def test_learner_defaults_are_official():
     assert sum(p.numel() for g in groups for p in g["params"]) == n_params  # one optimizer over everything
 
 
-def test_learner_actor_and_critic_learning_rates():
+def test_learner_actor_and_critic_learning_rates(tiny_world_model):
     wm = tiny_world_model()
     actor, critic = Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1)
     learner = Learner(wm, actor, critic, lr=3e-4, actor_lr=1e-4, critic_lr=2e-4)
@@ -219,7 +198,7 @@ def test_learner_actor_and_critic_learning_rates():
                      2e-4: {id(p) for p in critic.parameters()}}
 
 
-def test_learner_resumes_a_single_group_optimizer_state():
+def test_learner_resumes_a_single_group_optimizer_state(replay_batch, tiny_world_model):
     # checkpoints written before actor_lr/critic_lr held one parameter group (world model, actor, critic in order)
     wm = tiny_world_model()
     learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
@@ -240,7 +219,7 @@ def test_learner_resumes_a_single_group_optimizer_state():
         torch.testing.assert_close(fresh.optimizer.state[p_new]["rms"], learner.optimizer.state[p_old]["rms"])
 
 
-def test_learner_reduces_world_model_loss_on_fixed_batch():
+def test_learner_reduces_world_model_loss_on_fixed_batch(replay_batch, tiny_world_model):
     torch.manual_seed(0)
     wm = tiny_world_model()
     learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
@@ -257,7 +236,7 @@ def test_learner_reduces_world_model_loss_on_fixed_batch():
 
 
 @pytest.mark.parametrize("discrete", [True, False])
-def test_reused_actor_and_critic_outputs_change_neither_losses_nor_gradients(discrete):
+def test_reused_actor_and_critic_outputs_change_neither_losses_nor_gradients(discrete, replay_batch, tiny_world_model):
     # the update reuses Imagination's actor distribution and ActorLoss's critic logits (speed); the plain
     # path, which runs the actor and the critic over the imagined batch again, must give the same numbers
     torch.manual_seed(0)
@@ -294,7 +273,7 @@ def test_reused_actor_and_critic_outputs_change_neither_losses_nor_gradients(dis
         torch.testing.assert_close(a, b)
 
 
-def test_compiled_networks_change_neither_losses_nor_gradients():
+def test_compiled_networks_change_neither_losses_nor_gradients(replay_batch, tiny_world_model):
     # compile=true (compile_networks: the RSSM steps and every MLP) is a speed option only: with inductor
     # drawing random numbers as eager does (fallback_random), a compiled update gives the eager losses and gradients
     from torchrl_dreamerxp.modules import MLP

@@ -13,7 +13,6 @@ from hydra import compose, initialize_config_dir
 from torchrl_dreamerxp.training import Learner
 from torchrl_dreamerxp.training import checkpoint as ckpt
 
-from test_objectives import replay_batch, tiny_world_model
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("train_recipe_rel", ROOT / "recipes" / "train.py")
@@ -29,13 +28,17 @@ def config(run_dir, *overrides):
         return compose("train", overrides=[*FAST, f"run_dir={run_dir}", *overrides])
 
 
-def tiny_learner():
+@pytest.fixture
+def tiny_learner(tiny_world_model):
+    """``tiny_learner()``: a seeded learner on the tiny world model."""
     from torchrl_dreamerxp.modules import Actor, TwoHotHead
 
-    torch.manual_seed(0)
-    wm = tiny_world_model()
-    return Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1), TwoHotHead(wm.rssm.feature_dim(), 8, 1),
-                   horizon=3, warmup=0)
+    def make():
+        torch.manual_seed(0)
+        wm = tiny_world_model()
+        return Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1),
+                       TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, warmup=0)
+    return make
 
 
 def snapshot(learner):
@@ -43,7 +46,7 @@ def snapshot(learner):
 
 
 # -- divergence -------------------------------------------------------------------------------------
-def test_nan_loss_skips_the_update_and_changes_nothing():
+def test_nan_loss_skips_the_update_and_changes_nothing(replay_batch, tiny_learner):
     learner = tiny_learner()
     learner.update(replay_batch())  # one good update: optimizer state and the return EMA exist
     before = snapshot(learner)
@@ -61,7 +64,7 @@ def test_nan_loss_skips_the_update_and_changes_nothing():
     assert learner.update(replay_batch())[0]["skipped"] == 0.0  # and training goes on
 
 
-def test_nan_gradient_with_a_finite_loss_is_skipped_too():
+def test_nan_gradient_with_a_finite_loss_is_skipped_too(replay_batch, tiny_learner):
     learner = tiny_learner()
     before = snapshot(learner)
     param = next(learner.actor.parameters())
@@ -116,7 +119,7 @@ def save(directory, learner, step, keep=3):
     return ckpt.save_checkpoint(directory, learner, _Replay(), {"env_steps": step}, keep=keep)
 
 
-def test_only_the_newest_k_checkpoints_are_kept(tmp_path):
+def test_only_the_newest_k_checkpoints_are_kept(tmp_path, tiny_learner):
     learner = tiny_learner()
     for step in (10, 20, 30, 40, 50):
         save(tmp_path, learner, step, keep=2)
@@ -124,7 +127,7 @@ def test_only_the_newest_k_checkpoints_are_kept(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncate_state", "corrupt_replay", "no_manifest", "missing_file"])
-def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, damage):
+def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, damage, tiny_learner):
     learner = tiny_learner()
     save(tmp_path, learner, 10)
     newest = save(tmp_path, learner, 20)
@@ -144,7 +147,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, da
     assert ckpt.load_checkpoint(found, tiny_learner(), replay)["env_steps"] == 10 and replay.payload == b"x" * 100
 
 
-def test_a_full_disk_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+def test_a_full_disk_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, tiny_learner):
     learner = tiny_learner()
     good = save(tmp_path, learner, 10)
 
