@@ -53,9 +53,10 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
     if (run_dir / "done").exists():
         return run_dir
     model = [f"model={task['model']}"] if task.get("model") else []  # none: the env family's preset
+    resume = (run_dir / "checkpoints").exists()  # once a checkpoint exists
     cmd = [sys.executable, str(ROOT / "recipes" / "train.py"), f"env={task['env']}", *model, f"seed={seed}",
-           f"steps={task['steps']}", f"run_dir={run_dir}", "logger.mode=disabled", "progress=false", f"threads={threads}",
-           f"resume={str((run_dir / 'checkpoints').exists()).lower()}", *task["extra"], *overrides]  # resume once a checkpoint exists
+           f"steps={task['steps']}", f"run_dir={run_dir}", "logger.mode=disabled", "progress=false",
+           f"threads={threads}", f"resume={str(resume).lower()}", *task["extra"], *overrides]
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "stdout.log", "a") as log:

@@ -34,7 +34,7 @@ def log_to_wandb(report: dict, out: Path, experiment: str | None) -> None:
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="report", version_base="1.3")
-def report_main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     experiment = cfg.experiment.name if cfg.get("experiment") else None
     if not experiment and not cfg.runs:
         raise SystemExit("give experiment=<name> (a results store) or runs='<glob of run directories>'")
@@ -57,7 +57,7 @@ def main() -> None:
     """The command line (also ``dreamerxp-report``): hydra overrides, and ``--wandb`` for ``wandb=true``."""
     if "--wandb" in sys.argv:
         sys.argv = [a for a in sys.argv if a != "--wandb"] + ["wandb=true"]
-    report_main()
+    run()
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> Path:
     checkpointer = Checkpointer(run_dir, every=cfg.checkpoint_every, keep=cfg.checkpoint_keep, resume=cfg.resume,
                                 rank=rank, world_size=world)
     capacity = checkpointer.replay_capacity(default_replay_capacity(cfg, world))
-    replay, sampler = make_replay(cfg, capacity, checkpointer.scratch_dir(), local_batch)
+    replay = make_replay(cfg, capacity, checkpointer.scratch_dir(), local_batch)
     state = RunState(replay_capacity=capacity, next_eval=cfg.eval.every, next_log=cfg.logger.every)
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
     resumed = checkpointer.restore(learner, replay, state, cfg.seed)
@@ -99,7 +99,7 @@ def run(cfg: DictConfig) -> Path:
             progress.train_metrics = metrics
             if "lambda_next" in metrics:
                 logger.log({"xp/lambda": metrics["lambda_next"]}, state.env_steps)
-        progress.round_done(frames, state, logger, extra=sampler.stats if cfg.xp.prioritized else None)
+        progress.round_done(frames, state, logger, extra=replay.sampler.stats if cfg.xp.prioritized else None)
         if state.env_steps >= state.next_eval or state.env_steps >= cfg.steps:
             if dist.is_main:
                 returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)

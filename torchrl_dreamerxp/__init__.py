@@ -14,4 +14,3 @@ from .paths import config_dir
 __version__ = "0.1.0"
 __all__ = ["functional", "modules", "objectives", "replay", "transforms", "schedulers", "envs", "training",
            "experiments", "config_dir", "__version__"]
-

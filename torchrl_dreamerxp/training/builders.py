@@ -63,15 +63,15 @@ def default_replay_capacity(cfg: DictConfig, world_size: int = 1) -> int:
 
 
 def make_replay(cfg: DictConfig, capacity: int, scratch_dir: Path, local_batch: int):
-    """``(replay, sampler)``: contiguous slices of ``batch_length + replay_context`` steps, uniform or (XP)
-    prioritized by trajectory; memory-mapped above ``replay_memmap_above`` steps; parallel envs or Ray
+    """The replay buffer: contiguous slices of ``batch_length + replay_context`` steps, uniform or (XP)
+    prioritized by trajectory (its ``sampler``); memory-mapped above ``replay_memmap_above`` steps; parallel envs or Ray
     workers write one lane each, so a slice never mixes two envs.
 
     Examples:
         >>> cfg = OmegaConf.create({"batch_length": 8, "replay_context": 1, "envs": 1, "replay_memmap_above": 10**5,
         ...                         "collector": {"backend": "local"}, "xp": {"prioritized": False}})
-        >>> replay, sampler = make_replay(cfg, capacity=100, scratch_dir=Path("/nonexistent"), local_batch=2)
-        >>> replay.batch_size, type(sampler).__name__
+        >>> replay = make_replay(cfg, capacity=100, scratch_dir=Path("/nonexistent"), local_batch=2)
+        >>> replay.batch_size, type(replay.sampler).__name__
         (18, 'ContiguousSliceSampler')
     """
     slice_len = cfg.batch_length + cfg.replay_context
@@ -81,7 +81,7 @@ def make_replay(cfg: DictConfig, capacity: int, scratch_dir: Path, local_batch: 
     sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if cfg.xp.prioritized
                else ContiguousSliceSampler(slice_len, lanes=lanes))
     writer = {"writer": LaneWriter(lanes, "lane")} if lanes > 1 else {}
-    return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len, **writer), sampler
+    return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len, **writer)
 
 
 def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,

@@ -54,8 +54,8 @@ def apply_family_defaults(cfg: DictConfig, configs: Path = CONFIGS) -> str | Non
         if model is None or model.get("name") == PLACEHOLDER:
             tweaks = {k: v for k, v in (model or {}).items() if v is not None and k != "name"}
             cfg.model = OmegaConf.merge(OmegaConf.load(configs / "model" / f"{preset.model}.yaml"), tweaks)
-        for key in FAMILY_KEYS[1:]:
-            if cfg.get(key) is None:
+        for key in FAMILY_KEYS:
+            if key != "model" and cfg.get(key) is None:
                 cfg[key] = preset[key]
         cfg.family = family
     return family
