@@ -52,8 +52,11 @@ def apply_family_defaults(cfg: DictConfig, configs: Path = CONFIGS) -> str | Non
     with open_dict(cfg):
         model = cfg.get("model")
         if model is None or model.get("name") == PLACEHOLDER:
-            tweaks = {k: v for k, v in (model or {}).items() if v is not None and k != "name"}
-            cfg.model = OmegaConf.merge(OmegaConf.load(configs / "model" / f"{preset.model}.yaml"), tweaks)
+            if model is None:
+                cfg.model = model = {}
+            for key, value in OmegaConf.load(configs / "model" / f"{preset.model}.yaml").items():
+                if key == "name" or model.get(key) is None:  # a key set on the command line stays
+                    model[key] = value
         for key in FAMILY_KEYS:
             if key != "model" and cfg.get(key) is None:
                 cfg[key] = preset[key]

@@ -9,7 +9,38 @@ from torchrl.envs import RewardSum, TransformedEnv
 
 from ..envs import make_env
 
-__all__ = ["ObjectStoreWeightUpdater", "init_ray", "make_ray_collector", "worker_env"]
+__all__ = ["ObjectStoreWeightUpdater", "init_ray", "make_ray_collector", "ray_config_problems", "worker_env"]
+
+
+def ray_config_problems(cfg) -> list[str]:
+    """What in a training config rules out ``collector.backend=ray`` (one line each; empty: nothing).
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> cfg = OmegaConf.create({"frames_per_batch": 16, "envs": 2, "device": "cpu", "xp": {"prioritized": False},
+        ...                         "collector": {"workers": 3}})
+        >>> ray_config_problems(cfg)[:2]
+        ['frames_per_batch=16 must be a multiple of collector.workers=3', 'envs must be 1 (each Ray worker steps one env; use collector.workers)']
+    """
+    import os
+
+    problems = []
+    if cfg.frames_per_batch % cfg.collector.workers:
+        problems.append(f"frames_per_batch={cfg.frames_per_batch} must be a multiple of "
+                        f"collector.workers={cfg.collector.workers}")
+    if cfg.envs != 1:
+        problems.append("envs must be 1 (each Ray worker steps one env; use collector.workers)")
+    if cfg.xp.prioritized:
+        problems.append(f"xp={cfg.xp.get('name')}: the prioritized trajectory sampler reads one stream of steps")
+    if cfg.device != "cpu":
+        problems.append("device must be cpu (the workers step CPU copies of the policy)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        problems.append("not under torchrun (one learner process feeds from the Ray workers)")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        problems.append("Ray is not installed (pip install ray)")
+    return problems
 
 
 def init_ray(address: str | None = None) -> None:
