@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from tensordict import TensorDict
 
@@ -28,7 +27,7 @@ def free_port() -> int:
 def batch(seed, B=2, T=6):
     g = torch.Generator().manual_seed(seed)
     return TensorDict({
-        "observation": torch.randn(B, T, 3, generator=g), "action": torch.eye(2)[torch.randint(2, (B, T), generator=g)],
+        "observation": torch.randn(B, T, 3, generator=g), "prev_action": torch.eye(2)[torch.randint(2, (B, T), generator=g)],
         "reward": torch.randn(B, T, generator=g), "is_first": torch.zeros(B, T, dtype=torch.bool),
         "is_terminal": torch.zeros(B, T, dtype=torch.bool), "is_last": torch.zeros(B, T, dtype=torch.bool),
         "deter": torch.zeros(B, T, 16), "stoch": torch.zeros(B, T, 4, 4)}, [B, T])

@@ -5,8 +5,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
-FAST = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
-        "logger.mode=disabled", "progress=false", "eval.episodes=1", "eval.max_steps=20", "agent.horizon=3"]
 
 
 def run(*args, timeout=300):
@@ -32,9 +30,9 @@ def test_intrinsic_reward_transform_with_a_scheduler():
     assert lams[0] == 0.2 and lams == sorted(lams) and lams[-1] > 0.9
 
 
-def test_open_loop_video_from_a_checkpoint(tmp_path):
+def test_open_loop_video_from_a_checkpoint(tmp_path, fast_overrides):
     run_dir = tmp_path / "boxing"
-    run(ROOT / "recipes" / "train.py", "env=atari/Boxing", *FAST, "steps=96", "eval.every=96", "checkpoint_every=96",
+    run(ROOT / "recipes" / "train.py", *fast_overrides, "env=atari/Boxing", "eval.max_steps=20", "steps=96", "eval.every=96", "checkpoint_every=96",
         f"run_dir={run_dir}")
     gif = tmp_path / "open_loop.gif"
     assert "left real, right imagined" in run(EXAMPLES / "open_loop_video.py", "--run-dir", run_dir, "--out", gif)

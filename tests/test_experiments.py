@@ -1,5 +1,4 @@
 """Experiments end to end: the smoke experiment, its results store, the report, re-runs, resumes and failures."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -30,9 +29,7 @@ def smoke(tmp_path_factory):
     exp = Experiment.from_config(experiment_config("smoke"))
     runs_dir, results_dir = base / "runs", base / "results"
     interrupted = next(r for r in exp.runs([1], runs_dir) if r.method == "dreamerv3")
-    spec = importlib.util.spec_from_file_location("train_recipe_exp", ROOT / "recipes" / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    from torchrl_dreamerxp.recipes import train
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("train", overrides=[*interrupted.overrides, "env=gym/CartPole-v1", "xp=none", "seed=1",
                                           f"run_dir={interrupted.run_dir}", "steps=80", "logger.mode=disabled",

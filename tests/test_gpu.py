@@ -1,5 +1,4 @@
 """CUDA checks, run on a lent GPU machine only: ``python -m pytest -m gpu`` (skipped everywhere else)."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -29,7 +28,7 @@ def make_batch(device, B=4, T=12):
     g = torch.Generator().manual_seed(1)
     batch = TensorDict({
         "observation": torch.randn(B, T, 5, generator=g),
-        "action": torch.rand(B, T, 2, generator=g) * 2 - 1,
+        "prev_action": torch.rand(B, T, 2, generator=g) * 2 - 1,
         "reward": torch.randn(B, T, generator=g),
         "is_first": torch.zeros(B, T, dtype=torch.bool),
         "is_terminal": torch.zeros(B, T, dtype=torch.bool),
@@ -80,10 +79,9 @@ def test_nonfinite_batch_on_cuda_skips_and_changes_nothing():
 
 
 def load_recipe():
-    spec = importlib.util.spec_from_file_location("train_recipe", ROOT / "recipes" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from torchrl_dreamerxp.recipes import train
+
+    return train
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

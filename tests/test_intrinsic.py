@@ -74,7 +74,7 @@ def test_ensemble_holds_no_world_model_parameter_and_sends_it_no_gradient(replay
     batch = replay_batch()
     post = WorldModelLoss(wm)(batch)  # posterior states that still carry the world model's graph
     assert post["deter"].requires_grad
-    data = batch[:, 1:].select("action", "reward", "is_first")
+    data = batch[:, 1:].select("prev_action", "reward", "is_first")
     data.set("deter", post["deter"])
     data.set("stoch", post["stoch"])
     RewardEnsembleLoss(ens)(data)["loss_ensemble"].backward()
@@ -88,7 +88,7 @@ def test_ensemble_learns_a_fixed_transition(mode):
     head = TwoHotHead(DETER + STOCH * CLASSES, units=8, layers=1)
     ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=16, layers=1, mode=mode, reward_head=head)
     stoch = torch.nn.functional.one_hot(torch.randint(CLASSES, (2, 9, STOCH)), CLASSES).float()
-    td = TensorDict({"deter": torch.randn(2, 9, DETER), "stoch": stoch, "action": torch.randn(2, 9, ACTION),
+    td = TensorDict({"deter": torch.randn(2, 9, DETER), "stoch": stoch, "prev_action": torch.randn(2, 9, ACTION),
                      "reward": torch.randn(2, 9), "is_first": torch.zeros(2, 9, dtype=torch.bool)}, [2, 9])
     loss_fn = RewardEnsembleLoss(ens)
     opt = torch.optim.Adam(ens.parameters(), lr=1e-2)
@@ -105,7 +105,7 @@ def test_ensemble_learns_a_fixed_transition(mode):
 def test_ensemble_loss_masks_transitions_into_a_new_episode():
     ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=2, units=8, layers=1, mode="reward")
     td = TensorDict({"deter": torch.zeros(1, 3, DETER), "stoch": torch.zeros(1, 3, STOCH, CLASSES),
-                     "action": torch.zeros(1, 3, ACTION), "reward": torch.tensor([[0.0, 0.0, 1e6]]),
+                     "prev_action": torch.zeros(1, 3, ACTION), "reward": torch.tensor([[0.0, 0.0, 1e6]]),
                      "is_first": torch.tensor([[False, False, True]])}, [1, 3])
     masked = RewardEnsembleLoss(ens)(td)["loss_ensemble"]
     td["reward"][0, 2] = 0.0
@@ -262,7 +262,7 @@ def test_transform_feeds_state_t_action_t_and_next_deter():
     assert next_deter[0, :, 0].tolist() == [1, 2, 3]  # the state it leads to
 
 
-def test_ensemble_loss_pairs_state_t_with_the_action_stored_at_t_plus_1():
+def test_ensemble_loss_pairs_state_t_with_the_prev_action_stored_at_t_plus_1():
     seen = {}
 
     class RecordingEnsemble(torch.nn.Module):
@@ -272,7 +272,7 @@ def test_ensemble_loss_pairs_state_t_with_the_action_stored_at_t_plus_1():
 
     t = torch.arange(4.0)
     td = TensorDict({"deter": t.view(1, 4, 1).expand(1, 4, DETER), "stoch": t.view(1, 4, 1, 1).expand(1, 4, STOCH, CLASSES),
-                     "action": t.view(1, 4, 1).expand(1, 4, ACTION), "reward": t.view(1, 4),
+                     "prev_action": t.view(1, 4, 1).expand(1, 4, ACTION), "reward": t.view(1, 4),
                      "is_first": torch.zeros(1, 4, dtype=torch.bool)}, [1, 4])
     RewardEnsembleLoss(RecordingEnsemble())(td)
     assert seen["deter"][0, :, 0].tolist() == [0, 1, 2]  # (h_t, z_t, a_{t+1}) -> (z_{t+1}, r_{t+1})
@@ -308,7 +308,7 @@ def test_replay_value_loss_learns_the_mixed_reward(learner_with_intrinsic, repla
     torch.testing.assert_close(extrinsic_only.replay_rewards(data, deter, stoch), data["reward"])
     intrinsic_only, ens = learner_with_intrinsic(0.0)
     mixed = intrinsic_only.replay_rewards(data, deter, stoch)
-    preds = ens.reward_predictions(deter[:, :-1], stoch[:, :-1], data["action"][:, 1:], deter[:, 1:])
+    preds = ens.reward_predictions(deter[:, :-1], stoch[:, :-1], data["prev_action"][:, 1:], deter[:, 1:])
     torch.testing.assert_close(mixed[:, 1:], intrinsic_reward(preds, 2))
     torch.testing.assert_close(mixed[:, 0], data["reward"][:, 0])  # no prediction for the first step
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from torchrl_dreamerxp.modules import RSSM, Actor, BlockLinear, ContinueHead, Decoder, Encoder, TwoHotHead, WorldModel
+from torchrl_dreamerxp.modules import RSSM, Actor, BlockLinear, ContinueHead, Decoder, Encoder, TwoHotHead
 from torchrl_dreamerxp.modules.rssm import categorical_kl, straight_through_sample, unimix_probs
 from torchrl_dreamerxp.training.agent import EnvShapes, build_networks
 

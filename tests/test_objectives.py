@@ -8,7 +8,7 @@ from torchrl.modules.value_norm import PercentileValueNorm
 from torchrl.objectives import SoftUpdate
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
-from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
+from torchrl_dreamerxp.modules import Actor, TwoHotHead
 from torchrl_dreamerxp.objectives import ActorLoss, CriticLoss, WorldModelLoss
 from torchrl_dreamerxp.training import Learner
 

@@ -38,7 +38,7 @@ def make_batch(learner, pixels: bool, B=4, T=17) -> TensorDict:
            else {"observation": 3 * torch.randn(B, T, 7, generator=g)})
     batch = TensorDict({
         **obs,
-        "action": torch.eye(3)[torch.randint(3, (B, T), generator=g)] if pixels else torch.rand(B, T, 3, generator=g) * 2 - 1,
+        "prev_action": torch.eye(3)[torch.randint(3, (B, T), generator=g)] if pixels else torch.rand(B, T, 3, generator=g) * 2 - 1,
         "reward": torch.randn(B, T, generator=g),
         "is_first": torch.zeros(B, T, dtype=torch.bool),
         "is_terminal": torch.zeros(B, T, dtype=torch.bool),

@@ -1,5 +1,4 @@
 """Collection on Ray (``collector.backend=ray``): a local Ray cluster, two workers, the tiny preset."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -52,16 +51,11 @@ def test_every_worker_collects_with_the_learners_current_weights(local_ray, env_
     assert rounds == 3
 
 
-def test_recipe_with_ray_workers_fills_one_replay_lane_per_worker_and_resumes(local_ray, tmp_path):
-    spec = importlib.util.spec_from_file_location("train_recipe", ROOT / "recipes" / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    overrides = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8",
-                 "prefill=48", "logger.mode=disabled", "progress=false", "eval.episodes=1", "agent.horizon=3",
-                 "env=gym/CartPole-v1", "eval.every=80", "checkpoint_every=80", "collector.backend=ray",
-                 "collector.workers=2", f"run_dir={tmp_path}"]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        run_dir = recipe.run(compose("train", overrides=[*overrides, "steps=160"]))
+def test_recipe_with_ray_workers_fills_one_replay_lane_per_worker_and_resumes(local_ray, tmp_path, run_config):
+    from torchrl_dreamerxp.recipes import train as recipe
+
+    overrides = ["eval.every=80", "checkpoint_every=80", "collector.backend=ray", "collector.workers=2"]
+    run_dir = recipe.run(run_config(tmp_path, *overrides, "steps=160"))
     counters = json.loads((run_dir / "done").read_text())
     assert counters["env_steps"] == 160 and counters["updates"] == 112  # as the local collector
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(counters["replay_capacity"]),
@@ -76,8 +70,7 @@ def test_recipe_with_ray_workers_fills_one_replay_lane_per_worker_and_resumes(lo
     assert not torch.equal(replay[0]["observation"], replay[half]["observation"])
 
     (run_dir / "done").unlink()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        recipe.run(compose("train", overrides=[*overrides, "steps=240", "resume=true"]))
+    recipe.run(run_config(tmp_path, *overrides, "steps=240", "resume=true"))
     assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16
 
 

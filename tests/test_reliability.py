@@ -1,31 +1,22 @@
 """Reliability: divergence is skipped and stops a run cleanly, checkpoints are verified, logging cannot kill a run."""
 import copy
 import errno
-import importlib.util
 import json
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from torchrl_dreamerxp.training import Learner
 from torchrl_dreamerxp.training import checkpoint as ckpt
 
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_recipe_rel", ROOT / "recipes" / "train.py")
-train_recipe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_recipe)
-
-FAST = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
-        "logger.mode=disabled", "progress=false", "eval.episodes=1", "agent.horizon=3", "env=gym/CartPole-v1"]
+from torchrl_dreamerxp.recipes import train as train_recipe
 
 
-def config(run_dir, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=[*FAST, f"run_dir={run_dir}", *overrides])
+
+
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def test_nan_gradient_with_a_finite_loss_is_skipped_too(replay_batch, tiny_learn
     assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
 
 
-def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
+def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch, run_config):
     calls = {"n": 0}
     losses = Learner.losses
 
@@ -87,7 +78,7 @@ def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoin
         return terms, metrics, feedback
 
     monkeypatch.setattr(Learner, "losses", diverging)
-    cfg = config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "max_nonfinite_updates=3")
+    cfg = run_config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "max_nonfinite_updates=3")
     with pytest.raises(FloatingPointError, match="3 updates in a row.*step_000000080"):
         train_recipe.run(cfg)
     assert not (tmp_path / "done").exists()
@@ -98,7 +89,7 @@ def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoin
     assert [m["train/nonfinite_updates"] for m in skipped] == [1, 2, 3]
     # fixed, it resumes from the good checkpoint and finishes
     monkeypatch.setattr(Learner, "losses", losses)
-    train_recipe.run(config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "resume=true"))
+    train_recipe.run(run_config(tmp_path, "steps=240", "eval.every=1000", "checkpoint_every=80", "resume=true"))
     assert json.loads((tmp_path / "done").read_text())["env_steps"] == 240
 
 
@@ -162,7 +153,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path,
 
 
 # -- logging -----------------------------------------------------------------------------------------
-def test_a_failing_logger_is_reported_once_and_training_goes_on(tmp_path, monkeypatch):
+def test_a_failing_logger_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, run_config):
     from torchrl.record.loggers.wandb import WandbLogger
 
     def broken(self, *args, **kwargs):
@@ -173,7 +164,7 @@ def test_a_failing_logger_is_reported_once_and_training_goes_on(tmp_path, monkey
     monkeypatch.setenv("WANDB_SILENT", "true")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_dir = train_recipe.run(config(tmp_path, "logger.mode=offline", "steps=96", "eval.every=48",
+        run_dir = train_recipe.run(run_config(tmp_path, "logger.mode=offline", "steps=96", "eval.every=48",
                                           "logger.every=48"))
     failures = [w for w in caught if "a wandb call failed" in str(w.message)]
     assert len(failures) == 1 and "wandb backend gone" in str(failures[0].message)
@@ -181,16 +172,34 @@ def test_a_failing_logger_is_reported_once_and_training_goes_on(tmp_path, monkey
     assert len((run_dir / "eval.csv").read_text().splitlines()) == 3  # header + 2 evaluations, nothing lost
 
 
-def test_logger_none_writes_files_only(tmp_path):
-    run_dir = train_recipe.run(config(tmp_path, "logger.mode=none", "steps=64", "eval.every=64"))
+def test_logger_none_writes_files_only(tmp_path, run_config):
+    run_dir = train_recipe.run(run_config(tmp_path, "logger.mode=none", "steps=64", "eval.every=64"))
     assert (run_dir / "done").exists() and not (run_dir / "wandb").exists()
 
 
-def test_big_replays_live_on_disk_memory_mapped_and_resume(tmp_path):
+def test_big_replays_live_on_disk_memory_mapped_and_resume(tmp_path, run_config):
     common = ["eval.every=80", "checkpoint_every=80", "replay_memmap_above=100"]
-    run_dir = train_recipe.run(config(tmp_path, "steps=80", *common))
+    run_dir = train_recipe.run(run_config(tmp_path, "steps=80", *common))
     scratch = list((run_dir / "replay_scratch").rglob("*.memmap"))
     assert scratch and sum(p.stat().st_size for p in scratch) > 0  # the storage is files on disk, not RAM
     (run_dir / "done").unlink()
-    train_recipe.run(config(tmp_path, "steps=160", "resume=true", *common))
+    train_recipe.run(run_config(tmp_path, "steps=160", "resume=true", *common))
     assert json.loads((run_dir / "done").read_text())["env_steps"] == 160
+
+
+@pytest.mark.parametrize("memmap", [False, True])
+def test_a_replay_saved_before_prev_action_was_named_loads_with_it(tmp_path, tiny_learner, memmap):
+    from tensordict import TensorDict
+    from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
+
+    def storage(name):
+        return LazyMemmapStorage(10, scratch_dir=tmp_path / name) if memmap else LazyTensorStorage(10)
+    old = TensorDictReplayBuffer(storage=storage("old"))
+    old.extend(TensorDict({"action": torch.arange(4.0), "reward": torch.ones(4)}, [4]))  # the old step layout
+    path = ckpt.save_checkpoint(tmp_path / "ckpt", tiny_learner(), old, {"env_steps": 4})
+    replay = TensorDictReplayBuffer(storage=storage("new"))
+    ckpt.load_checkpoint(path, tiny_learner(), replay)
+    assert "prev_action" in replay[:4].keys() and "action" not in replay[:4].keys()
+    assert replay[:4]["prev_action"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    replay.extend(TensorDict({"prev_action": torch.full((2,), 9.0), "reward": torch.ones(2)}, [2]))  # new rows fit
+    assert replay[:6]["prev_action"].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0, 9.0]

@@ -38,7 +38,7 @@ def test_dreamer_layout_keeps_every_step_and_first_observations():
     assert rows["is_terminal"].tolist() == [False, True, False, False, False]
     assert rows["is_last"].tolist() == [False, True, False, False, True]
     # the action stored with o_t is the one that led to it; zero on reset steps
-    assert rows["action"].tolist() == [[0, 0], [1, 0], [0, 0], [0, 1], [1, 0]]
+    assert rows["prev_action"].tolist() == [[0, 0], [1, 0], [0, 0], [0, 1], [1, 0]]
     assert rows["deter"].shape == (5, 4) and rows["stoch"].abs().sum() == 0
 
 

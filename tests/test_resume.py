@@ -1,5 +1,4 @@
 """Kill and resume: a resumed run restores exactly what its checkpoint saved and redoes the same updates."""
-import importlib.util
 import json
 import os
 import random
@@ -11,28 +10,20 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from torchrl_dreamerxp.training import Learner
 from torchrl_dreamerxp.training import checkpointer
 from torchrl_dreamerxp.training.checkpoint import fingerprint
 
+from torchrl_dreamerxp.recipes import train as train_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_recipe_resume", ROOT / "recipes" / "train.py")
-train_recipe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_recipe)
-
-FAST = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
-        "logger.mode=disabled", "progress=false", "eval.episodes=1", "agent.horizon=3", "env=gym/CartPole-v1",
-        "threads=1"]
 
 
-def config(run_dir, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=[*FAST, f"run_dir={run_dir}", *overrides])
 
 
-def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkeypatch):
+
+def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkeypatch, run_config):
     """xp=full: prioritized sampler state and the λ scheduler ride along with model, optimizers, replay, RNG."""
     updates, saved, loaded = [], {}, {}
     update, save, load = Learner.update, checkpointer.save_checkpoint, checkpointer.load_checkpoint
@@ -57,7 +48,7 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
     common = ["xp=full", "xp.scheduler.exponential.decay_steps=20", "steps=160", "checkpoint_every=80",
               "eval.every=80", "logger.every=8"]
     uninterrupted = tmp_path / "a"
-    train_recipe.run(config(uninterrupted, *common))
+    train_recipe.run(run_config(uninterrupted, *common))
     reference = list(updates)
     assert len(reference) == (160 - 48) * 16 // 16
 
@@ -67,7 +58,7 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
     shutil.rmtree(crashed / "checkpoints" / "step_000000160")
     (crashed / "done").unlink()
     updates.clear()
-    train_recipe.run(config(crashed, *common, "resume=true"))
+    train_recipe.run(run_config(crashed, *common, "resume=true"))
 
     # every part is what it was when the checkpoint was written (no second copy of the replay either)
     assert loaded[80] == saved[80]
@@ -80,7 +71,7 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
     assert json.loads((crashed / "done").read_text())["updates"] == len(reference)
 
 
-def test_interrupted_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch):
+def test_interrupted_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch, run_config):
     from torchrl.data import TensorDictReplayBuffer
 
     common = ["steps=160", "checkpoint_every=80", "eval.every=80"]
@@ -95,17 +86,17 @@ def test_interrupted_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypa
 
     monkeypatch.setattr(TensorDictReplayBuffer, "dumps", dying_dumps)
     with pytest.raises(KeyboardInterrupt):
-        train_recipe.run(config(tmp_path, *common))
+        train_recipe.run(run_config(tmp_path, *common))
     assert (tmp_path / "checkpoints" / ".tmp_step_000000160").exists()
     monkeypatch.setattr(TensorDictReplayBuffer, "dumps", dumps)
-    train_recipe.run(config(tmp_path, *common, "resume=true"))
+    train_recipe.run(run_config(tmp_path, *common, "resume=true"))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000080", "step_000000160"]
     assert json.loads((tmp_path / "done").read_text())["env_steps"] == 160
 
 
-def test_sigkill_at_a_random_moment_then_resume(tmp_path):
+def test_sigkill_at_a_random_moment_then_resume(tmp_path, fast_overrides):
     run_dir = tmp_path / "run"
-    args = [sys.executable, str(ROOT / "recipes" / "train.py"), *FAST, f"run_dir={run_dir}", "steps=400",
+    args = [sys.executable, str(ROOT / "recipes" / "train.py"), *fast_overrides, f"run_dir={run_dir}", "steps=400",
             "checkpoint_every=80", "eval.every=80"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -128,20 +119,20 @@ def test_sigkill_at_a_random_moment_then_resume(tmp_path):
     assert not list((run_dir / "checkpoints").glob(".tmp_*"))
 
 
-def test_resume_keeps_every_evaluation_when_intervals_do_not_align_with_rounds(tmp_path):
+def test_resume_keeps_every_evaluation_when_intervals_do_not_align_with_rounds(tmp_path, run_config):
     # rounds of 16 env steps, evaluations and checkpoints every 40: the uninterrupted run evaluates at
     # 48, 80, 128, 160; a resume from the step-48 checkpoint must evaluate at 48 again, not jump to 80
     common = ["frames_per_batch=16", "steps=160", "eval.every=40", "checkpoint_every=40", "logger.every=40",
               "checkpoint_keep=10"]
     uninterrupted = tmp_path / "a"
-    train_recipe.run(config(uninterrupted, *common))
+    train_recipe.run(run_config(uninterrupted, *common))
     crashed = tmp_path / "b"
     shutil.copytree(uninterrupted, crashed)
     for later in ("step_000000080", "step_000000128", "step_000000160"):
         shutil.rmtree(crashed / "checkpoints" / later, ignore_errors=True)
     assert sorted(p.name for p in (crashed / "checkpoints").iterdir()) == ["step_000000048"]
     (crashed / "done").unlink()
-    train_recipe.run(config(crashed, *common, "resume=true"))
+    train_recipe.run(run_config(crashed, *common, "resume=true"))
 
     def eval_steps(run_dir):
         return [line.split(",")[0] for line in (run_dir / "eval.csv").read_text().splitlines()[1:]]

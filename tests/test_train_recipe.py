@@ -1,33 +1,23 @@
 """End-to-end smoke runs of recipes/train.py with the tiny preset: files, checkpoints, resume, pixels."""
 import csv
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_recipe", ROOT / "recipes" / "train.py")
-train_recipe = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_recipe)
-
-FAST = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
-        "logger.mode=disabled", "progress=false", "eval.episodes=1", "agent.horizon=3"]
+from torchrl_dreamerxp.recipes import train as train_recipe
 
 
-def config(tmp_path, *overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=[*FAST, f"run_dir={tmp_path}", *overrides])
+
+
 
 
 def read_eval(run_dir):
     return list(csv.DictReader(open(run_dir / "eval.csv")))
 
 
-def test_vector_run_writes_the_run_directory_and_resumes(tmp_path):
-    cfg = config(tmp_path, "env=gym/CartPole-v1", "steps=160", "eval.every=80", "checkpoint_every=80")
+def test_vector_run_writes_the_run_directory_and_resumes(tmp_path, run_config):
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "steps=160", "eval.every=80", "checkpoint_every=80")
     run_dir = train_recipe.run(cfg)
     for name in ("config.yaml", "eval.csv", "metrics.jsonl", "returns.png", "done"):
         assert (run_dir / name).exists(), name
@@ -44,7 +34,7 @@ def test_vector_run_writes_the_run_directory_and_resumes(tmp_path):
     # keeps the eval history up to the checkpoint and writes no row twice
     (run_dir / "done").unlink()
     shutil.rmtree(run_dir / "checkpoints" / "step_000000160")
-    cfg = config(tmp_path, "env=gym/CartPole-v1", "steps=240", "eval.every=80", "checkpoint_every=80", "resume=true")
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "steps=240", "eval.every=80", "checkpoint_every=80", "resume=true")
     train_recipe.run(cfg)
     assert [int(r["env_step"]) for r in read_eval(run_dir)] == [80, 160, 240]
     assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16
@@ -52,27 +42,26 @@ def test_vector_run_writes_the_run_directory_and_resumes(tmp_path):
     assert steps == sorted(steps)
 
 
-def test_parallel_envs_run_and_resume(tmp_path):
+def test_parallel_envs_run_and_resume(tmp_path, run_config):
     # two CartPole envs in worker processes, each writing its own replay lane
     overrides = ["env=gym/CartPole-v1", "envs=2", "eval.every=80", "checkpoint_every=80"]
-    run_dir = train_recipe.run(config(tmp_path, *overrides, "steps=160"))
+    run_dir = train_recipe.run(run_config(tmp_path, *overrides, "steps=160"))
     counters = json.loads((run_dir / "done").read_text())
     assert counters["env_steps"] == 160 and counters["updates"] == 112 and counters["episodes"] > 0
     (run_dir / "done").unlink()
-    train_recipe.run(config(tmp_path, *overrides, "steps=240", "resume=true"))
+    train_recipe.run(run_config(tmp_path, *overrides, "steps=240", "resume=true"))
     assert [int(r["env_step"]) for r in read_eval(run_dir)] == [80, 160, 240]
     assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16
 
 
-def test_resume_without_checkpoint_starts_fresh(tmp_path):
-    cfg = config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "checkpoint_every=1000")
+def test_resume_without_checkpoint_starts_fresh(tmp_path, run_config):
     (tmp_path / "eval.csv").write_text("env_step,eval_return\n999,1.0\n")  # left by a crashed run
-    train_recipe.run(config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "resume=true"))
+    train_recipe.run(run_config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "resume=true"))
     assert [int(r["env_step"]) for r in read_eval(tmp_path)] == [64]
 
 
-def test_prioritized_replay_run(tmp_path):
-    cfg = config(tmp_path, "env=gym/CartPole-v1", "xp=prioritized", "steps=128", "eval.every=128", "logger.every=64")
+def test_prioritized_replay_run(tmp_path, run_config):
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "xp=prioritized", "steps=128", "eval.every=128", "logger.every=64")
     run_dir = train_recipe.run(cfg)
     metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     logged = [m for m in metrics if "replay/effective_sample_size" in m]
@@ -80,31 +69,30 @@ def test_prioritized_replay_run(tmp_path):
     assert 0.0 <= logged[-1]["replay/sampled_newest_10pct"] <= 1.0
 
 
-def test_continuous_vector_run(tmp_path):
-    cfg = config(tmp_path, "env=gym/Pendulum-v1", "steps=96", "eval.every=96", "eval.max_steps=50")
+def test_continuous_vector_run(tmp_path, run_config):
+    cfg = run_config(tmp_path, "env=gym/Pendulum-v1", "steps=96", "eval.every=96", "eval.max_steps=50")
     run_dir = train_recipe.run(cfg)
     assert (run_dir / "done").exists()
     assert float(read_eval(run_dir)[-1]["eval_return"]) < 0  # Pendulum returns are negative
 
 
 @pytest.mark.parametrize("env", ["atari/Boxing", "dmc/cup_catch"])
-def test_pixel_smoke(tmp_path, env):
-    cfg = config(tmp_path, f"env={env}", "steps=64", "eval.every=64", "eval.max_steps=20", "checkpoint_every=64")
+def test_pixel_smoke(tmp_path, env, run_config):
+    cfg = run_config(tmp_path, f"env={env}", "steps=64", "eval.every=64", "eval.max_steps=20", "checkpoint_every=64")
     run_dir = train_recipe.run(cfg)
     assert (run_dir / "done").exists()
     counters = json.loads((run_dir / "done").read_text())
     assert counters["updates"] == 16
-    metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     assert (run_dir / "checkpoints" / "step_000000064" / "state.pt").exists()
-    cfg = config(tmp_path, f"env={env}", "steps=72", "eval.every=64", "eval.max_steps=20", "checkpoint_every=64", "resume=true")
+    cfg = run_config(tmp_path, f"env={env}", "steps=72", "eval.every=64", "eval.max_steps=20", "checkpoint_every=64", "resume=true")
     train_recipe.run(cfg)
     assert json.loads((run_dir / "done").read_text())["env_steps"] == 72
 
 
-def test_intrinsic_run_logs_lambda_and_resumes_the_scheduler(tmp_path):
+def test_intrinsic_run_logs_lambda_and_resumes_the_scheduler(tmp_path, run_config):
     common = ["env=gym/Pendulum-v1", "xp=intrinsic", "xp.scheduler.exponential.decay_steps=50", "eval.every=96",
               "eval.max_steps=50", "checkpoint_every=96", "logger.every=48"]
-    run_dir = train_recipe.run(config(tmp_path, *common, "steps=96"))
+    run_dir = train_recipe.run(run_config(tmp_path, *common, "steps=96"))
     metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     lams = [m["xp/lambda"] for m in metrics if "xp/lambda" in m]
     updates = json.loads((run_dir / "done").read_text())["updates"]
@@ -114,13 +102,13 @@ def test_intrinsic_run_logs_lambda_and_resumes_the_scheduler(tmp_path):
     assert trained and all(k in trained[-1] for k in ("train/reward_intrinsic", "train/reward_extrinsic", "train/lambda"))
     # resume: the scheduler continues from the checkpoint instead of restarting at lam_start
     (run_dir / "done").unlink()
-    train_recipe.run(config(tmp_path, *common, "steps=112", "resume=true"))
+    train_recipe.run(run_config(tmp_path, *common, "steps=112", "resume=true"))
     lams2 = [json.loads(line)["xp/lambda"] for line in open(run_dir / "metrics.jsonl") if "xp/lambda" in line]
     assert len(lams2) == 64 and lams2[48] > lams[-1]
 
 
-def test_full_xp_run(tmp_path):
-    cfg = config(tmp_path, "env=gym/CartPole-v1", "xp=full", "xp.scheduler.name=return_average", "steps=128",
+def test_full_xp_run(tmp_path, run_config):
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "xp=full", "xp.scheduler.name=return_average", "steps=128",
                  "eval.every=128", "logger.every=64")
     assert cfg.xp.prioritized and cfg.xp.intrinsic and cfg.xp.replay.lambda_r == 0.1 and cfg.xp.ensemble.members == 5
     run_dir = train_recipe.run(cfg)
@@ -134,9 +122,9 @@ def test_full_xp_run(tmp_path):
     ("xp.scheduler.exponential.lam_start=1.5", "lam_start"), ("xp.scheduler.name=cosine", "scheduler"),
     ("xp.scheduler.constant.lam=-0.2", "lam"),
 ])
-def test_bad_intrinsic_settings_fail_before_anything_is_built(tmp_path, override, match):
+def test_bad_intrinsic_settings_fail_before_anything_is_built(tmp_path, override, match, run_config):
     scheduler = ["xp.scheduler.name=constant"] if "constant" in override else []
-    cfg = config(tmp_path / "run", "env=gym/CartPole-v1", "xp=intrinsic", *scheduler, override)
+    cfg = run_config(tmp_path / "run", "env=gym/CartPole-v1", "xp=intrinsic", *scheduler, override)
     with pytest.raises(ValueError, match=match):
         train_recipe.run(cfg)
     assert not (tmp_path / "run").exists()

@@ -43,7 +43,7 @@ class WorldModelLoss(LossModule):
         >>> from torchrl_dreamerxp.modules import WorldModel
         >>> wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
         >>> loss = WorldModelLoss(wm)
-        >>> td = TensorDict({"observation": torch.randn(2, 5, 3), "action": torch.zeros(2, 5, 2),
+        >>> td = TensorDict({"observation": torch.randn(2, 5, 3), "prev_action": torch.zeros(2, 5, 2),
         ...     "reward": torch.zeros(2, 5), "is_first": torch.zeros(2, 5, dtype=torch.bool),
         ...     "is_terminal": torch.zeros(2, 5, dtype=torch.bool), "is_last": torch.zeros(2, 5, dtype=torch.bool),
         ...     "deter": torch.zeros(2, 5, 16), "stoch": torch.zeros(2, 5, 4, 4)}, [2, 5])
@@ -58,7 +58,7 @@ class WorldModelLoss(LossModule):
 
         observation: str = "observation"
         pixels: str = "pixels"
-        action: str = "action"
+        prev_action: str = "prev_action"  # step t stores a_{t-1}, the action that led to it
         reward: str = "reward"
         is_first: str = "is_first"
         is_terminal: str = "is_terminal"
@@ -98,7 +98,7 @@ class WorldModelLoss(LossModule):
             deter0, stoch0 = wm.rssm.initial(data.shape[0], device=data.device)
         embed = wm.encoder(**obs)
         is_first = data.get(k.is_first).reshape(data.shape)
-        deter, stoch, post, prior = wm.rssm.observe(embed, data.get(k.action), is_first, deter0, stoch0)
+        deter, stoch, post, prior = wm.rssm.observe(embed, data.get(k.prev_action), is_first, deter0, stoch0)
         feat = wm.rssm.features(deter, stoch)
         rec = wm.decoder.loss(feat, **obs)
         reward = data.get(k.reward).reshape(data.shape).float()

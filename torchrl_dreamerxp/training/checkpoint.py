@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tensordict import TensorDictBase
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "read_counters",
            "verify_checkpoint", "CorruptCheckpoint", "fingerprint"]
@@ -197,12 +198,24 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     learner.load_state_dict(state["learner"])
     learner.load_training_state_dict(state["training"])
     replay_buffer.loads(Path(path) / "replay")
+    _rename_stored_action(replay_buffer)
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["counters"]
+
+
+def _rename_stored_action(replay_buffer) -> None:
+    """Replays saved before the step layout named its previous action ``"prev_action"`` stored it as
+    ``"action"``: renamed in place (the memory-mapped file keeps its name until the next checkpoint)."""
+    data = getattr(getattr(replay_buffer, "storage", None), "_storage", None)
+    if isinstance(data, TensorDictBase) and "action" in data.keys() and "prev_action" not in data.keys():
+        locked = data.is_locked
+        data.unlock_().rename_key_("action", "prev_action")
+        if locked:
+            data.lock_()
 
 
 def load_networks(path: Path, **networks) -> None:

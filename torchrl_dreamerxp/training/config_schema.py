@@ -212,7 +212,19 @@ class LoggerConfig:
 
 @dataclass
 class TrainConfig:
-    """``configs/train.yaml``: one training run (the values and their meaning are in that file)."""
+    """``configs/train.yaml``: one training run (the values and their meaning are in that file).
+
+    Examples:
+        >>> cfg = OmegaConf.structured(TrainConfig)  # the schema alone: types, no values
+        >>> OmegaConf.get_type(cfg.agent).__name__, OmegaConf.is_missing(cfg, "steps")
+        ('AgentConfig', True)
+        >>> cfg.steps = "abc"
+        Traceback (most recent call last):
+        ...
+        omegaconf.errors.ValidationError: Value 'abc' of type 'str' could not be converted to Integer
+            full_key: steps
+            object_type=TrainConfig
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     xp: XPConfig = field(default_factory=XPConfig)

@@ -9,7 +9,7 @@ __all__ = ["to_dreamer_layout", "extend_replay"]
 
 def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, tuple[int, ...]],
                       lane_key: str | None = None) -> TensorDictBase:
-    """Rows ``(o_t, a_{t−1}, r_t, is_first, is_terminal, is_last)`` from collector transitions.
+    """Rows ``(o_t, prev_action = a_{t−1}, r_t, is_first, is_terminal, is_last)`` from collector transitions.
 
     A collector row holds ``o_t``, ``a_t`` and under ``"next"`` ``r_{t+1}``, ``o_{t+1}``, ``terminated``,
     ``done``. Each row becomes the stored step of ``o_{t+1}`` (reached by ``a_t``); a row that starts an
@@ -47,7 +47,7 @@ def to_dreamer_layout(batch: TensorDictBase, obs_keys, state_shapes: dict[str, t
         td = TensorDict({k: obs_src[k] for k in obs_keys}, [n])
         td.update(
             {
-                "action": action,
+                "prev_action": action,
                 "reward": reward,
                 "is_first": is_first,
                 "is_terminal": term,

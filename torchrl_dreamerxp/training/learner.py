@@ -53,7 +53,7 @@ class Learner(nn.Module):
         >>> wm = WorldModel(action_dim=2, obs_dim=3, deter=16, hidden=8, classes=4, stoch=4, units=8, blocks=4)
         >>> learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1),
         ...                   TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3)
-        >>> batch = TensorDict({"observation": torch.randn(2, 5, 3), "action": torch.zeros(2, 5, 2),
+        >>> batch = TensorDict({"observation": torch.randn(2, 5, 3), "prev_action": torch.zeros(2, 5, 2),
         ...     "reward": torch.zeros(2, 5), "is_first": torch.zeros(2, 5, dtype=torch.bool),
         ...     "is_terminal": torch.zeros(2, 5, dtype=torch.bool), "is_last": torch.zeros(2, 5, dtype=torch.bool),
         ...     "deter": torch.zeros(2, 5, 16), "stoch": torch.zeros(2, 5, 4, 4)}, [2, 5])
@@ -167,7 +167,7 @@ class Learner(nn.Module):
         Step ``t`` stores the action that led to it; the transform wants the action taken at ``t``, which
         is the one stored at ``t + 1`` (the last step has none: its arrival reward is never used).
         """
-        stored = data.get("action")
+        stored = data.get("prev_action")
         taken = torch.cat([stored[:, 1:], torch.zeros_like(stored[:, :1])], 1)
         td = TensorDict({"deter": deter.detach(), "stoch": stoch.detach(), "action": taken,
                          "reward": data.get("reward").reshape(data.shape).float()}, data.shape)
@@ -211,7 +211,7 @@ class Learner(nn.Module):
     def update_ensemble(self, batch: TensorDictBase, feedback: TensorDict) -> float:
         """One step of the reward ensemble on the posterior transitions of ``batch`` (``feedback``'s states)."""
         data = batch[:, self.world_model_loss.context:]
-        transitions = data.select("action", "reward", "is_first").clone(False)
+        transitions = data.select("prev_action", "reward", "is_first").clone(False)
         transitions.set("deter", feedback["deter"])
         transitions.set("stoch", feedback["stoch"])
         with self._autocast():

@@ -159,7 +159,7 @@ def open_loop_frames(learner, batch, context: int = 5, max_videos: int = 4):
         >>> feat = wm.rssm.feature_dim()
         >>> learner = Learner(wm, Actor(feat, 2, True, units=8, layers=1), TwoHotHead(feat, 8, 1))
         >>> batch = TensorDict({"pixels": torch.zeros(2, 8, 3, 16, 16, dtype=torch.uint8),
-        ...                     "action": torch.zeros(2, 8, 2), "is_first": torch.zeros(2, 8, dtype=torch.bool)}, [2, 8])
+        ...                     "prev_action": torch.zeros(2, 8, 2), "is_first": torch.zeros(2, 8, dtype=torch.bool)}, [2, 8])
         >>> open_loop_frames(learner, batch, context=3).shape  # 2 sequences of 8 frames
         torch.Size([8, 3, 32, 32])
     """
@@ -170,12 +170,12 @@ def open_loop_frames(learner, batch, context: int = 5, max_videos: int = 4):
     obs = {k: batch[k] for k in wm.obs_keys}
     embed = wm.encoder(**obs)
     deter, stoch = wm.rssm.initial(batch.shape[0])
-    deter, stoch, _, _ = wm.rssm.observe(embed[:, :context], batch["action"][:, :context],
+    deter, stoch, _, _ = wm.rssm.observe(embed[:, :context], batch["prev_action"][:, :context],
                                          batch["is_first"][:, :context].reshape(batch.shape[0], -1), deter, stoch)
     feats = [wm.rssm.features(deter, stoch)]
     d, s = deter[:, -1], stoch[:, -1]
     for t in range(context, batch.shape[1]):
-        d, s, _ = wm.rssm.img_step(d, s, batch["action"][:, t])
+        d, s, _ = wm.rssm.img_step(d, s, batch["prev_action"][:, t])
         feats.append(wm.rssm.features(d, s).unsqueeze(1))
     pred = wm.decoder(torch.cat(feats, 1))["pixels"].clamp(0, 1)
     real = batch["pixels"].float() / 255.0

@@ -34,7 +34,7 @@ def train_step(learner: Learner, replay: ReplayBuffer, state: RunState, *, batch
         >>> learner = Learner(wm, Actor(wm.rssm.feature_dim(), 2, True, units=8, layers=1),
         ...                   TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3)
         >>> replay = TensorDictReplayBuffer(storage=LazyTensorStorage(40), sampler=ContiguousSliceSampler(5), batch_size=10)
-        >>> _ = replay.extend(TensorDict({"observation": torch.randn(40, 3), "action": torch.zeros(40, 2),
+        >>> _ = replay.extend(TensorDict({"observation": torch.randn(40, 3), "prev_action": torch.zeros(40, 2),
         ...     "reward": torch.zeros(40), "is_first": torch.zeros(40, dtype=torch.bool),
         ...     "is_terminal": torch.zeros(40, dtype=torch.bool), "is_last": torch.zeros(40, dtype=torch.bool),
         ...     "deter": torch.zeros(40, 16), "stoch": torch.zeros(40, 4, 4)}, [40]))
