@@ -203,3 +203,16 @@ def test_a_replay_saved_before_prev_action_was_named_loads_with_it(tmp_path, tin
     assert replay[:4]["prev_action"].tolist() == [0.0, 1.0, 2.0, 3.0]
     replay.extend(TensorDict({"prev_action": torch.full((2,), 9.0), "reward": torch.ones(2)}, [2]))  # new rows fit
     assert replay[:6]["prev_action"].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0, 9.0]
+
+
+def test_a_learner_saved_before_the_objective_was_one_loss_module_loads(tiny_learner):
+    learner = tiny_learner()
+    # the old state dict named the objective's parts at the top level: world_model_loss.*, actor_loss.*, ...
+    old = {k.removeprefix("loss."): v for k, v in learner.state_dict().items()}
+    assert any(k.startswith("actor_loss.") for k in old) and not any(k.startswith("loss.") for k in old)
+    restored = tiny_learner()
+    with torch.no_grad():
+        for p in restored.parameters():
+            p.add_(1.0)
+    restored.load_state_dict(old)  # strict: every key found
+    assert all(torch.equal(a, b) for a, b in zip(learner.state_dict().values(), restored.state_dict().values()))

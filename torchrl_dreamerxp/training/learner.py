@@ -7,8 +7,8 @@ from torch import nn
 from torchrl.objectives import SoftUpdate
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
-from ..modules import Actor, Imagination, RewardEnsemble, TwoHotHead, WorldModel
-from ..objectives import ActorLoss, CriticLoss, RewardEnsembleLoss, WorldModelLoss
+from ..modules import Actor, RewardEnsemble, TwoHotHead, WorldModel
+from ..objectives import DreamerV3Loss, RewardEnsembleLoss
 from .distributed import DistributedContext, TrainedModules
 
 __all__ = ["Learner"]
@@ -73,10 +73,9 @@ class Learner(nn.Module):
             raise ValueError(f"cast must be 'once' or 'autocast', got {cast!r}")
         self.precision, self.cast = precision, cast
         self.world_model, self.actor, self.critic = world_model, actor, critic
-        self.world_model_loss = WorldModelLoss(world_model, **(world_model_kwargs or {}))
-        self.imagination = Imagination(world_model, actor, horizon, reward_transform)
-        self.actor_loss = ActorLoss(actor, critic, **(actor_kwargs or {}))
-        self.critic_loss = CriticLoss(critic, **(critic_kwargs or {}))
+        self.loss = DreamerV3Loss(world_model, actor, critic, horizon=horizon, reward_transform=reward_transform,
+                                  world_model_kwargs=world_model_kwargs, actor_kwargs=actor_kwargs,
+                                  critic_kwargs=critic_kwargs)
         self.slow_critic = SoftUpdate(self.critic_loss, tau=slow_critic_rate)
         groups = [{"params": list(world_model.parameters())},
                   {"params": list(actor.parameters()), "lr": lr if actor_lr is None else actor_lr},
@@ -91,6 +90,19 @@ class Learner(nn.Module):
         self.distributed = DistributedContext()
         self.__dict__["_ddp"] = None  # not a submodule: the state dict keeps its single-process keys
         self.__dict__["_trained"] = TrainedModules(self)  # the networks whose weights a bf16 update casts
+
+    # the parts of the objective, by the names they had before it was one LossModule
+    world_model_loss = property(lambda self: self.loss.world_model_loss)
+    imagination = property(lambda self: self.loss.imagination)
+    actor_loss = property(lambda self: self.loss.actor_loss)
+    critic_loss = property(lambda self: self.loss.critic_loss)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints before the objective was one LossModule name its parts at the top level
+        for part in ("world_model_loss", "imagination", "actor_loss", "critic_loss"):
+            for key in [k for k in state_dict if k.startswith(f"{prefix}{part}.")]:
+                state_dict[f"{prefix}loss.{key[len(prefix):]}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def enable_data_parallel(self, ctx: DistributedContext, **ddp_kwargs) -> "Learner":
         """Train data-parallel over the ranks of ``ctx`` (``torchrun``): each rank passes its own batch.
@@ -128,50 +140,16 @@ class Learner(nn.Module):
             return self.compute_losses(batch)
 
     def compute_losses(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], TensorDict]:
-        """:meth:`losses` with the weights as they are (float32 unless the caller casts them)."""
-        wm = self.world_model_loss(batch)
-        imagined = self.imagination(wm["deter"].flatten(0, 1), wm["stoch"].flatten(0, 1))
-        actor = self.actor_loss(imagined)
-        c = self.world_model_loss.context
-        replay = batch[:, c:].select("reward", "is_terminal", "is_last")
-        if self.reward_transform is not None:  # XP: the replay value loss learns the same mixed reward
-            replay.set("reward", self.replay_rewards(batch[:, c:], wm["deter"], wm["stoch"]))
-        replay.set("feature", self.world_model.rssm.features(wm["deter"], wm["stoch"]))
-        replay.set("bootstrap", imagined["lambda_return"][:, 0].reshape(replay.shape))
-        critic = self.critic_loss(TensorDict({"imagined": imagined, "replay": replay}, []))
-        terms = {}
-        metrics = {}
-        if "reward_intrinsic" in imagined.keys():  # XP: the two parts of the mixed imagined reward
-            metrics["reward_extrinsic"] = imagined["reward_extrinsic"][:, 1:].mean()
-            metrics["reward_intrinsic"] = imagined["reward_intrinsic"][:, 1:].mean()
-            metrics["lambda"] = torch.tensor(float(self.reward_transform.lam))
-        for out in (wm, actor, critic):
-            for key, value in out.items():
-                if key.startswith("loss_"):
-                    terms[key] = value
-                elif value.dim() == 0:
-                    metrics[key] = value.detach()
-        value_error = critic["value_error"].float()
-        feedback = TensorDict({  # float32 also in bf16: they go back into the replay
-            "recon_error": wm["recon_error"].float(),
-            "value_error": torch.cat([value_error, torch.full_like(value_error[:, :1], float("nan"))], 1),
-            "deter": wm["deter"].detach().float(),
-            "stoch": wm["stoch"].detach().float(),
-        }, replay.shape)
-        return terms, metrics, feedback
+        """:meth:`losses` with the weights as they are (float32 unless the caller casts them): the
+        :class:`~torchrl_dreamerxp.objectives.DreamerV3Loss` output split into loss terms, metrics and feedback."""
+        out = self.loss(batch)
+        feedback = out.pop("feedback")
+        terms = {k: v for k, v in out.items() if k.startswith("loss_")}
+        return terms, {k: v for k, v in out.items() if not k.startswith("loss_")}, feedback
 
-    @torch.no_grad()
     def replay_rewards(self, data: TensorDictBase, deter: torch.Tensor, stoch: torch.Tensor) -> torch.Tensor:
-        """The replayed rewards ``[B, T]`` with the intrinsic reward mixed in, as imagination mixes them.
-
-        Step ``t`` stores the action that led to it; the transform wants the action taken at ``t``, which
-        is the one stored at ``t + 1`` (the last step has none: its arrival reward is never used).
-        """
-        stored = data.get("prev_action")
-        taken = torch.cat([stored[:, 1:], torch.zeros_like(stored[:, :1])], 1)
-        td = TensorDict({"deter": deter.detach(), "stoch": stoch.detach(), "action": taken,
-                         "reward": data.get("reward").reshape(data.shape).float()}, data.shape)
-        return self.reward_transform(td).get("reward")
+        """The replayed rewards ``[B, T]`` with the intrinsic reward mixed in (:meth:`DreamerV3Loss.replay_rewards`)."""
+        return self.loss.replay_rewards(data, deter, stoch)
 
     def update(self, batch: TensorDictBase) -> tuple[dict[str, float], TensorDict | None]:
         """One optimizer step on ``batch``; returns every loss and diagnostic as floats, and the feedback
