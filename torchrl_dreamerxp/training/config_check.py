@@ -1,28 +1,17 @@
-"""Check a training config before any env or network is built: a typo must not cost a run.
-
-Types, unknown keys and each key's range are the schema's (:mod:`.config_schema`); this module adds the checks
-that span several keys. Every problem gets one line naming the key and what is allowed, all at once.
-"""
+"""Check a training config before any env or network is built: a typo must not cost a run. Types, unknown keys
+and each key's range are the schema's (:mod:`.config_schema`); this module adds the checks over several keys."""
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig
 
 from ..paths import config_dir
 from ..schedulers import scheduler_from_config
-from .config_schema import schema_problems, xp_methods
+from .config_schema import ConfigError, schema_problems, xp_methods
 from .presets import PLACEHOLDER, apply_family_defaults
 
 __all__ = ["ConfigError", "validate_config"]
 _CONFIGS = config_dir()
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the allowed values.
-
-    Examples:
-        >>> isinstance(ConfigError("steps=0: must be an integer >= 1"), ValueError)
-        True
-    """
 
 
 def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
@@ -56,11 +45,8 @@ def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
         from .ray_collection import ray_config_problems
 
         problems += [f"collector.backend=ray: {msg}" for msg in ray_config_problems(cfg)]
-    if str(cfg.device).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            problems.append(f"device={cfg.device!r}: no CUDA device here (use cpu)")
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        problems.append(f"device={cfg.device!r}: no CUDA device here (use cpu)")
     return problems
 
 
@@ -75,7 +61,7 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
         >>> validate_config(cfg)
         Traceback (most recent call last):
         ...
-        torchrl_dreamerxp.training.config_check.ConfigError: invalid config:
+        torchrl_dreamerxp.training.config_schema.ConfigError: invalid config:
           agent.horizon=0: must be an integer >= 1
     """
     no_family = apply_family_defaults(cfg) is None  # an unknown env: the env line says why, not every null key

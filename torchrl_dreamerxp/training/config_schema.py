@@ -19,9 +19,18 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from ..paths import config_dir
 from ..schedulers import SCHEDULER_NAMES
 
-__all__ = ["Rule", "TrainConfig", "schema_problems", "xp_methods", "LOGGER_MODES"]
+__all__ = ["ConfigError", "Rule", "TrainConfig", "schema_problems", "xp_methods", "LOGGER_MODES"]
 
 LOGGER_MODES = ("offline", "online", "disabled", "none")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the allowed values.
+
+    Examples:
+        >>> isinstance(ConfigError("steps=0: must be an integer >= 1"), ValueError)
+        True
+    """
 
 
 def xp_methods() -> dict[str, tuple[bool, bool]]:
