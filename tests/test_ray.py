@@ -10,6 +10,7 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 from torchrl_dreamerxp.modules import DreamerPolicy
 from torchrl_dreamerxp.replay import LaneWriter
 from torchrl_dreamerxp.training.ray_collection import make_ray_collector
+from torchrl_dreamerxp.training.replay_snapshot import load_replay
 
 ray = pytest.importorskip("ray")
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def test_recipe_with_ray_workers_fills_one_replay_lane_per_worker_and_resumes(lo
     assert counters["env_steps"] == 160 and counters["updates"] == 112  # as the local collector
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(counters["replay_capacity"]),
                                     writer=LaneWriter(2, "lane"))
-    replay.loads(run_dir / "checkpoints" / "step_000000160" / "replay")
+    load_replay(replay, run_dir / "checkpoints" / "step_000000160" / "replay")
     # every worker's 80 steps reached its own lane (plus one reset row per episode start)
     written = replay._writer.state_dict()["written"]
     assert len(written) == 2 and all(rows >= 80 for rows in written), written

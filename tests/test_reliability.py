@@ -2,6 +2,7 @@
 import copy
 import errno
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -94,20 +95,18 @@ def test_run_stops_after_max_nonfinite_updates_and_keeps_its_last_good_checkpoin
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
-class _Replay:
-    def __init__(self, payload=b"x" * 100):
-        self.payload = payload
+def small_replay(fill=4):
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
-    def dumps(self, path):
-        Path(path).mkdir(parents=True)
-        (Path(path) / "storage.bin").write_bytes(self.payload)
-
-    def loads(self, path):
-        self.payload = (Path(path) / "storage.bin").read_bytes()
+    replay = TensorDictReplayBuffer(storage=LazyTensorStorage(100))
+    if fill:
+        replay.extend(TensorDict({"x": torch.arange(float(fill))}, [fill]))
+    return replay
 
 
 def save(directory, learner, step, keep=3):
-    return ckpt.save_checkpoint(directory, learner, _Replay(), {"env_steps": step}, keep=keep)
+    return ckpt.save_checkpoint(directory, learner, small_replay(), {"env_steps": step}, keep=keep)
 
 
 def test_only_the_newest_k_checkpoints_are_kept(tmp_path, tiny_learner):
@@ -126,16 +125,18 @@ def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, da
         data = (newest / "state.pt").read_bytes()
         (newest / "state.pt").write_bytes(data[: len(data) // 2])
     elif damage == "corrupt_replay":
-        (newest / "replay" / "storage.bin").write_bytes(b"y" * 100)  # same size, other bytes
+        file = newest / "replay" / "storage" / "x.bin"
+        file.write_bytes(b"y" * file.stat().st_size)  # same size, other bytes
     elif damage == "no_manifest":  # as if the write stopped before its last file
         (newest / "manifest.json").unlink()
     else:
-        (newest / "replay" / "storage.bin").unlink()
+        (newest / "replay" / "storage" / "x.bin").unlink()
     with pytest.warns(UserWarning, match="skipping checkpoint.*step_000000020"):
         found = ckpt.latest_checkpoint(tmp_path)
     assert found.name == "step_000000010"
-    replay = _Replay(b"")
-    assert ckpt.load_checkpoint(found, tiny_learner(), replay)["env_steps"] == 10 and replay.payload == b"x" * 100
+    replay = small_replay(fill=0)
+    assert ckpt.load_checkpoint(found, tiny_learner(), replay)["env_steps"] == 10
+    assert replay[:4]["x"].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_a_full_disk_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, tiny_learner):
@@ -188,19 +189,35 @@ def test_big_replays_live_on_disk_memory_mapped_and_resume(tmp_path, run_config)
 
 
 @pytest.mark.parametrize("memmap", [False, True])
-def test_a_replay_saved_before_prev_action_was_named_loads_with_it(tmp_path, tiny_learner, memmap):
+def test_an_old_pickled_checkpoint_is_refused_then_upgraded_and_loaded(tmp_path, tiny_learner, memmap):
+    import random
+
+    import numpy as np
     from tensordict import TensorDict
     from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
 
+    from torchrl_dreamerxp.training.checkpoint_upgrade import upgrade_checkpoint
+
     def storage(name):
         return LazyMemmapStorage(10, scratch_dir=tmp_path / name) if memmap else LazyTensorStorage(10)
+    # the earlier format: a pickled state.pt with the counters and numpy's RNG tuple, TorchRL's replay dumps,
+    # and the previous action stored as "action"
+    path, learner = tmp_path / "step_000000004", tiny_learner()
+    path.mkdir()
+    torch.save({"learner": learner.state_dict(), "training": learner.training_state_dict(),
+                "counters": {"env_steps": 4, "replay_capacity": 10},
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}},
+               path / "state.pt")
     old = TensorDictReplayBuffer(storage=storage("old"))
-    old.extend(TensorDict({"action": torch.arange(4.0), "reward": torch.ones(4)}, [4]))  # the old step layout
-    path = ckpt.save_checkpoint(tmp_path / "ckpt", tiny_learner(), old, {"env_steps": 4})
+    old.extend(TensorDict({"action": torch.arange(4.0), "reward": torch.ones(4)}, [4]))
+    old.dumps(path / "replay")
+    with pytest.raises(ckpt.LegacyCheckpoint, match="checkpoint_upgrade"):
+        ckpt.read_counters(path)
+    upgrade_checkpoint(path)
+    ckpt.verify_checkpoint(path)
     replay = TensorDictReplayBuffer(storage=storage("new"))
-    ckpt.load_checkpoint(path, tiny_learner(), replay)
+    assert ckpt.load_checkpoint(path, tiny_learner(), replay) == {"env_steps": 4, "replay_capacity": 10}
     assert "prev_action" in replay[:4].keys() and "action" not in replay[:4].keys()
-    assert replay[:4]["prev_action"].tolist() == [0.0, 1.0, 2.0, 3.0]
     replay.extend(TensorDict({"prev_action": torch.full((2,), 9.0), "reward": torch.ones(2)}, [2]))  # new rows fit
     assert replay[:6]["prev_action"].tolist() == [0.0, 1.0, 2.0, 3.0, 9.0, 9.0]
 
@@ -216,3 +233,34 @@ def test_a_learner_saved_before_the_objective_was_one_loss_module_loads(tiny_lea
             p.add_(1.0)
     restored.load_state_dict(old)  # strict: every key found
     assert all(torch.equal(a, b) for a, b in zip(learner.state_dict().values(), restored.state_dict().values()))
+
+
+def test_a_planted_pickle_in_any_file_of_a_checkpoint_is_refused_and_never_run(tmp_path, tiny_learner):
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:  # unpickling it would create the marker file
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    good = save(tmp_path / "checkpoints", tiny_learner(), 10)
+    files = sorted(p.relative_to(good) for p in good.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert {"state.pt", "counters.json", "replay/sampler.pt", "replay/storage.json", "replay/writer.json",
+            "replay/storage/x.bin"} <= {str(f) for f in files}
+    for name in files:
+        planted = tmp_path / f"planted_{str(name).replace('/', '_')}"
+        shutil.copytree(good, planted)
+        (planted / name).write_bytes(pickle.dumps(Payload()))
+        # whoever plants the file can rewrite the manifest too: it passes verification
+        manifest = json.loads((planted / "manifest.json").read_text())
+        manifest[str(name)] = {"bytes": (planted / name).stat().st_size, "sha1": ckpt._digest(planted / name)}
+        (planted / "manifest.json").write_text(json.dumps(manifest))
+        ckpt.verify_checkpoint(planted)
+        with pytest.raises((ckpt.UnsafeCheckpoint, ckpt.CorruptCheckpoint)) as err:
+            ckpt.load_checkpoint(planted, tiny_learner(), small_replay(fill=0))
+        assert str(planted) in str(err.value), err.value
+        if name.suffix == ".pt":
+            assert isinstance(err.value, ckpt.UnsafeCheckpoint) and "could run code" in str(err.value)
+        assert not marker.exists(), f"loading a planted {name} ran its code"

@@ -72,23 +72,23 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
 
 
 def test_interrupted_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch, run_config):
-    from torchrl.data import TensorDictReplayBuffer
+    from torchrl_dreamerxp.training import checkpoint
 
     common = ["steps=160", "checkpoint_every=80", "eval.every=80"]
-    dumps = TensorDictReplayBuffer.dumps
+    save_replay = checkpoint.save_replay
 
-    def dying_dumps(self, path):  # the process dies halfway through writing the step-160 checkpoint
+    def dying_save_replay(replay, path):  # the process dies halfway through writing the step-160 checkpoint
         if "step_000000160" in str(path):
             Path(path).mkdir(parents=True)
             (Path(path) / "partial").write_bytes(b"\0" * 10)
             raise KeyboardInterrupt
-        return dumps(self, path)
+        return save_replay(replay, path)
 
-    monkeypatch.setattr(TensorDictReplayBuffer, "dumps", dying_dumps)
+    monkeypatch.setattr(checkpoint, "save_replay", dying_save_replay)
     with pytest.raises(KeyboardInterrupt):
         train_recipe.run(run_config(tmp_path, *common))
     assert (tmp_path / "checkpoints" / ".tmp_step_000000160").exists()
-    monkeypatch.setattr(TensorDictReplayBuffer, "dumps", dumps)
+    monkeypatch.setattr(checkpoint, "save_replay", save_replay)
     train_recipe.run(run_config(tmp_path, *common, "resume=true"))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000000080", "step_000000160"]
     assert json.loads((tmp_path / "done").read_text())["env_steps"] == 160

@@ -18,6 +18,7 @@ from torchrl_dreamerxp.replay import ContiguousSliceSampler
 from torchrl_dreamerxp.training.agent import build_networks, env_shapes
 from torchrl_dreamerxp.training.checkpoint import latest_checkpoint, load_networks, read_counters
 from torchrl_dreamerxp.training.logging import open_loop_frames
+from torchrl_dreamerxp.training.replay_snapshot import load_replay
 
 
 def main():
@@ -33,7 +34,7 @@ def main():
     load_networks(checkpoint, world_model=world_model)
     capacity = read_counters(checkpoint)["replay_capacity"]
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), sampler=ContiguousSliceSampler(args.length))
-    replay.loads(checkpoint / "replay")
+    load_replay(replay, checkpoint / "replay")
     batch = replay.sample(4 * args.length).reshape(4, args.length)
     frames = open_loop_frames(SimpleNamespace(world_model=world_model), batch, context=5)  # [T, 3, 4·H, 2·W]
     imageio.mimsave(args.out, list(frames.permute(0, 2, 3, 1).numpy()), duration=0.1)

@@ -1,7 +1,10 @@
 """Checkpoints: everything a run needs to continue (modules, optimizers, λ scheduler, replay, counters, RNG).
 
-A checkpoint is a folder ``step_<env_step>/`` holding ``state.pt``, the replay buffer's ``replay/`` dump
-and, written last, ``manifest.json`` with the size and SHA-1 of every file. It is written under a
+A checkpoint is a folder ``step_<env_step>/`` holding ``counters.json`` (the run state), ``state.pt``
+(module, optimizer and scheduler tensors, RNG states), the replay's filled rows, writer and sampler under
+``replay/`` (:mod:`.replay_snapshot`) and, written last, ``manifest.json`` with the size and SHA-1 of every
+file. Nothing in it is unpickled: the ``.pt`` files load with ``torch.load(weights_only=True)``, so a planted
+file is refused (:class:`~torchrl_dreamerxp.training.replay_snapshot.UnsafeCheckpoint`), never run. It is written under a
 temporary name and renamed into place, so a crash mid-write leaves no half checkpoint under a real
 name; the newest ``keep`` checkpoints are kept. Loading checks the manifest first: a checkpoint whose
 files are missing, truncated or changed is reported and the previous one is used.
@@ -18,12 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tensordict import TensorDictBase
+
+from .replay_snapshot import UnsafeCheckpoint, load_replay, safe_load, save_replay
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "read_counters",
-           "verify_checkpoint", "CorruptCheckpoint", "fingerprint"]
+           "verify_checkpoint", "CorruptCheckpoint", "LegacyCheckpoint", "UnsafeCheckpoint", "fingerprint"]
 
 MANIFEST = "manifest.json"
+COUNTERS = "counters.json"
+
+
+class LegacyCheckpoint(RuntimeError):
+    """A checkpoint in the pickled format of earlier versions: loading it as it is could run code, so it is
+    refused; :mod:`torchrl_dreamerxp.training.checkpoint_upgrade` converts one you trust."""
 
 
 class CorruptCheckpoint(RuntimeError):
@@ -94,18 +104,24 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, kee
     return final
 
 
+def _numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
 def _write(tmp: Path, learner, replay_buffer, counters: dict) -> None:
+    (tmp / COUNTERS).write_text(json.dumps(counters))
     torch.save(
         {
             "learner": learner.state_dict(),
             "training": learner.training_state_dict(),  # optimizers, λ scheduler
-            "counters": counters,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate(),
                     **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})},
         },
         tmp / "state.pt",
     )
-    replay_buffer.dumps(tmp / "replay")
+    save_replay(replay_buffer, tmp / "replay")
     manifest = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(tmp)}
     with open(tmp / MANIFEST, "w") as f:
         json.dump(manifest, f)
@@ -165,13 +181,18 @@ def read_counters(path: Path) -> dict:
     Examples:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
-        >>> torch.save({"counters": {"env_steps": 5, "updates": 1}}, folder / "state.pt")
+        >>> _ = (folder / COUNTERS).write_text('{"env_steps": 5, "updates": 1}')
         >>> read_counters(folder)
         {'env_steps': 5, 'updates': 1}
 
     The round trip in the examples of :func:`save_checkpoint` uses it on a real checkpoint.
     """
-    return torch.load(Path(path) / "state.pt", weights_only=False)["counters"]
+    path = Path(path)
+    if not (path / COUNTERS).is_file() and (path / "state.pt").is_file():
+        raise LegacyCheckpoint(f"{path} is in the pickled checkpoint format of earlier versions, which is not "
+                               f"loaded (a planted file could run code); if you trust it, convert it with "
+                               f"python -m torchrl_dreamerxp.training.checkpoint_upgrade {path}")
+    return json.loads((path / COUNTERS).read_text())
 
 
 def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
@@ -194,28 +215,25 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
         >>> load_checkpoint(path, learner(), restored_replay), len(restored_replay)
         ({'env_steps': 7}, 4)
     """
-    state = torch.load(Path(path) / "state.pt", weights_only=False)
-    learner.load_state_dict(state["learner"])
-    learner.load_training_state_dict(state["training"])
-    replay_buffer.loads(Path(path) / "replay")
-    _rename_stored_action(replay_buffer)
-    torch.set_rng_state(state["rng"]["torch"])
-    np.random.set_state(state["rng"]["numpy"])
-    random.setstate(state["rng"]["python"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return state["counters"]
-
-
-def _rename_stored_action(replay_buffer) -> None:
-    """Replays saved before the step layout named its previous action ``"prev_action"`` stored it as
-    ``"action"``: renamed in place (the memory-mapped file keeps its name until the next checkpoint)."""
-    data = getattr(getattr(replay_buffer, "storage", None), "_storage", None)
-    if isinstance(data, TensorDictBase) and "action" in data.keys() and "prev_action" not in data.keys():
-        locked = data.is_locked
-        data.unlock_().rename_key_("action", "prev_action")
-        if locked:
-            data.lock_()
+    try:
+        counters = read_counters(path)
+        state = safe_load(Path(path) / "state.pt")
+        learner.load_state_dict(state["learner"])
+        learner.load_training_state_dict(state["training"])
+        load_replay(replay_buffer, Path(path) / "replay")
+    except (UnsafeCheckpoint, LegacyCheckpoint):
+        raise
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:  # files that match their manifest but not a run
+        raise CorruptCheckpoint(f"{path}: cannot be loaded ({type(err).__name__}: {err})") from err
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    numpy_rng = rng["numpy"]
+    np.random.set_state((numpy_rng["name"], numpy_rng["keys"].numpy().astype(np.uint32), numpy_rng["pos"],
+                         numpy_rng["has_gauss"], numpy_rng["cached_gaussian"]))
+    random.setstate(rng["python"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return counters
 
 
 def load_networks(path: Path, **networks) -> None:
@@ -229,11 +247,13 @@ def load_networks(path: Path, **networks) -> None:
         >>> saved, loaded = Actor(6, 2, True, units=8, layers=1), Actor(6, 2, True, units=8, layers=1)
         >>> folder = Path(tempfile.mkdtemp())
         >>> torch.save({"learner": {f"actor.{k}": v for k, v in saved.state_dict().items()}}, folder / "state.pt")
+        >>> _ = (folder / COUNTERS).write_text("{}")
         >>> load_networks(folder, actor=loaded)
         >>> all(torch.equal(a, b) for a, b in zip(saved.parameters(), loaded.parameters()))
         True
     """
-    state = torch.load(Path(path) / "state.pt", weights_only=False)["learner"]
+    read_counters(path)  # refuses the pickled format of earlier versions
+    state = safe_load(Path(path) / "state.pt")["learner"]
     for name, net in networks.items():
         prefix = f"{name}."
         net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

@@ -1,0 +1,78 @@
+"""Convert checkpoints of the earlier pickled format into the current one, which loads nothing executable.
+
+Run it only on checkpoints you trust: reading the old format unpickles them.
+``python -m torchrl_dreamerxp.training.checkpoint_upgrade runs/<run>/checkpoints/step_*`` converts each folder
+in place (the old files are replaced; the manifest is rewritten last). The old replay was TorchRL's whole
+``dumps`` folder: its memory-mapped storage is read back with tensordict (no pickle) and its filled rows kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from .checkpoint import COUNTERS, MANIFEST, _digest, _files
+from .replay_snapshot import write_rows
+
+__all__ = ["upgrade_checkpoint"]
+
+
+def _old_replay_rows(replay: Path) -> tuple[dict, int, int]:
+    storage = replay / "storage"
+    meta = json.loads((storage / "storage_metadata.json").read_text())
+    data = TensorDict.load_memmap(storage)
+    rows = int(meta.get("len", data.shape[0]))
+    return data[:rows].to_dict(), rows, int(data.shape[0])  # memory-mapped views: streamed, not copied
+
+
+def upgrade_checkpoint(path: Path) -> None:
+    """Rewrites one old-format checkpoint folder ``path`` in the current format (see the module docstring)."""
+    path = Path(path)
+    if (path / COUNTERS).is_file():
+        print(f"{path}: already in the current format")
+        return
+    state = torch.load(path / "state.pt", weights_only=False)  # the trusted, old, pickled format
+    name, keys, pos, has_gauss, cached = state["rng"]["numpy"]
+    state["rng"]["numpy"] = {"name": name, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+                             "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    counters = state.pop("counters")
+    old_replay, new_replay = path / "replay", path / "replay.new"
+    data, rows, max_size = _old_replay_rows(old_replay)
+    if "action" in data and "prev_action" not in data:  # the step layout's earlier name
+        data["prev_action"] = data.pop("action")
+    shutil.rmtree(new_replay, ignore_errors=True)
+    write_rows(TensorDict(data, [rows]), max_size, new_replay)
+    writer = old_replay / "writer"
+    lanes, meta = writer / "lanes.json", writer / "metadata.json"
+    if lanes.is_file():
+        writer_state = json.loads(lanes.read_text())
+    else:
+        old = json.loads(meta.read_text()) if meta.is_file() else {}
+        writer_state = {"_cursor": old.get("cursor", rows % max_size), "_write_count": old.get("write_count", rows)}
+    (new_replay / "writer.json").write_text(json.dumps(writer_state))
+    sampler = old_replay / "sampler" / "sampler.pt"
+    torch.save(torch.load(sampler, weights_only=False) if sampler.is_file() else {}, new_replay / "sampler.pt")
+    torch.save(state, path / "state.pt")
+    (path / COUNTERS).write_text(json.dumps(counters))
+    shutil.rmtree(old_replay)
+    os.replace(new_replay, old_replay)
+    manifest = {str(p.relative_to(path)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(path)}
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    print(f"{path}: converted ({rows} replay rows of {max_size})")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="checkpoint folders (step_*) you trust")
+    for path in parser.parse_args(argv).paths:
+        upgrade_checkpoint(path)
+
+
+if __name__ == "__main__":
+    main()
