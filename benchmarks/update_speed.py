@@ -418,10 +418,10 @@ def build_torchrl(preset: str, kind: str, batch: int, seq: int, horizon: int, de
     B, T = batch, seq
     if vector:
         sample["next", "observation"] = torch.randn(B, T, OBS_DIM)
-        sample["prev_action"] = torch.rand(B, T, ACTION_DIM) * 2 - 1
+        sample["action"] = torch.rand(B, T, ACTION_DIM) * 2 - 1
     else:
         sample["next", "pixels"] = torch.randint(0, 256, (B, T, *PIXEL_SHAPE), dtype=torch.uint8)
-        sample["prev_action"] = torch.eye(PIXEL_ACTIONS)[torch.randint(PIXEL_ACTIONS, (B, T))].to(sample["prev_action"].dtype)
+        sample["action"] = torch.eye(PIXEL_ACTIONS)[torch.randint(PIXEL_ACTIONS, (B, T))].to(sample["action"].dtype)
     sample["next", "reward"] = torch.randn(B, T, 1)
     for key in ("is_init", ("next", "done"), ("next", "terminated")):
         sample[key].zero_()

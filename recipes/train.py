@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> Path:
         if checkpointer.due(state, cfg.steps):
             state.ratio, state.round_returns = ratio.state_dict(), finished
             state.wall_time_s = wall_before + time.time() - started
-            checkpointer.save(learner, replay, state)
+            logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state) / 1e6}, state.env_steps)
         learn_and_report(finished, batch.numel() * world)
         if state.env_steps >= cfg.steps:
             break

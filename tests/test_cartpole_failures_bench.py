@@ -35,6 +35,7 @@ def test_counts_every_episode_of_every_checkpoint(tmp_path):
     for step in ("step_000000100", "step_000000200"):
         (run / "checkpoints" / step).mkdir(parents=True)
         torch.save({"learner": state}, run / "checkpoints" / step / "state.pt")
+        (run / "checkpoints" / step / "counters.json").write_text("{}")
     out = tmp_path / "ends.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cartpole_failures.py"), str(run), "--episodes", "2",
                     "--out", str(out)], check=True, cwd=ROOT, capture_output=True)

@@ -33,7 +33,17 @@ COUNTERS = "counters.json"
 
 class LegacyCheckpoint(RuntimeError):
     """A checkpoint in the pickled format of earlier versions: loading it as it is could run code, so it is
-    refused; :mod:`torchrl_dreamerxp.training.checkpoint_upgrade` converts one you trust."""
+    refused; :mod:`torchrl_dreamerxp.training.checkpoint_upgrade` converts one you trust.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> torch.save({"counters": {"env_steps": 5}}, folder / "state.pt")  # the old format: no counters.json
+        >>> read_counters(folder)
+        Traceback (most recent call last):
+        ...
+        torchrl_dreamerxp.training.checkpoint.LegacyCheckpoint: ... python -m torchrl_dreamerxp.training.checkpoint_upgrade ...
+    """
 
 
 class CorruptCheckpoint(RuntimeError):

@@ -32,7 +32,17 @@ def _old_replay_rows(replay: Path) -> tuple[dict, int, int]:
 
 
 def upgrade_checkpoint(path: Path) -> None:
-    """Rewrites one old-format checkpoint folder ``path`` in the current format (see the module docstring)."""
+    """Rewrites one old-format checkpoint folder ``path`` in the current format (see the module docstring).
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / COUNTERS).write_text("{}")
+        >>> upgrade_checkpoint(folder)  # doctest: +ELLIPSIS
+        /...: already in the current format
+
+    ``tests/test_reliability.py`` converts a real old checkpoint and resumes from it.
+    """
     path = Path(path)
     if (path / COUNTERS).is_file():
         print(f"{path}: already in the current format")

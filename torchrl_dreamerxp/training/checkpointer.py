@@ -62,11 +62,14 @@ class Checkpointer:
     def due(self, state: RunState, total: int) -> bool:
         return state.env_steps >= self.next_due or state.env_steps >= total
 
-    def save(self, learner, replay, state: RunState) -> None:
-        """Checkpoint ``state`` (rank 0) and schedule the next one."""
+    def save(self, learner, replay, state: RunState) -> int:
+        """Checkpoint ``state`` (rank 0) and schedule the next one; returns the checkpoint's size in bytes."""
+        size = 0
         if self.rank == 0:
-            save_checkpoint(self.directory, learner, replay, state.state_dict(), keep=self.keep)
+            path = save_checkpoint(self.directory, learner, replay, state.state_dict(), keep=self.keep)
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         self._schedule(state.env_steps)
+        return size
 
     def latest(self) -> Path | None:
         """The newest good checkpoint on disk now (named when a run has to stop)."""

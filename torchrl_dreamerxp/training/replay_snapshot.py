@@ -29,7 +29,12 @@ _DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.float16, torc
 
 
 class UnsafeCheckpoint(RuntimeError):
-    """A checkpoint file that holds something other than tensors and plain values (refused, never run)."""
+    """A checkpoint file that holds something other than tensors and plain values (refused, never run).
+
+    Examples:
+        >>> issubclass(UnsafeCheckpoint, RuntimeError)  # raised by safe_load (see its example)
+        True
+    """
 
 
 def safe_load(path: Path):
@@ -56,7 +61,15 @@ def safe_load(path: Path):
 
 
 def write_rows(data: TensorDictBase | None, max_size: int, folder: Path) -> None:
-    """``folder/storage/<entry>.bin`` (raw bytes of each entry of ``data``, rows first) and ``storage.json``."""
+    """``folder/storage/<entry>.bin`` (raw bytes of each entry of ``data``, rows first) and ``storage.json``.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> write_rows(TensorDict({"x": torch.ones(3, 2)}, [3]), 10, folder)
+        >>> json.loads((folder / "storage.json").read_text())
+        {'rows': 3, 'max_size': 10, 'entries': {'x': {'dtype': 'torch.float32', 'shape': [3, 2]}}}
+    """
     (folder / "storage").mkdir(parents=True, exist_ok=True)
     entries = {}
     for key, tensor in (data.items(include_nested=True, leaves_only=True) if data is not None else ()):
@@ -103,7 +116,19 @@ def _read_entry(file: Path, dtype: str, shape: list[int]) -> torch.Tensor:
 
 
 def load_replay(replay, folder: Path) -> None:
-    """Restores what :func:`save_replay` wrote into an empty ``replay`` of the same capacity."""
+    """Restores what :func:`save_replay` wrote into an empty ``replay`` of the same capacity (the round trip is
+    :func:`save_replay`'s example).
+
+    Examples:
+        >>> import tempfile
+        >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = save_replay(TensorDictReplayBuffer(storage=LazyTensorStorage(8)), folder)
+        >>> load_replay(TensorDictReplayBuffer(storage=LazyTensorStorage(16)), folder)
+        Traceback (most recent call last):
+        ...
+        ValueError: ...: the replay was saved with capacity 8, this one has 16
+    """
     folder = Path(folder)
     saved = json.loads((folder / "storage.json").read_text())
     if saved["max_size"] != replay.storage.max_size:
