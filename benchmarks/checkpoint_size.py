@@ -41,6 +41,8 @@ def main() -> None:
                 "env=gym/CartPole-v1", f"steps={args.steps}", f"replay_size={args.capacity}",
                 f"train_ratio={args.train_ratio}", f"checkpoint_every={args.steps}", "logger.mode=none",
                 f"eval.every={args.steps}", "eval.episodes=1", f"run_dir={tmp}/run", "progress=false"])
+        # preallocated as for a run of --capacity steps (the recipe sizes its replay from `steps`), stopped at --steps
+        train.default_replay_capacity = lambda cfg, world: args.capacity
         run_dir = train.run(cfg)
         checkpoint = latest_checkpoint(run_dir / "checkpoints")
         counters = read_counters(checkpoint)
