@@ -51,6 +51,9 @@ def run(cfg: DictConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    checkpointer = Checkpointer(run_dir, every=cfg.checkpoint_every, keep=cfg.checkpoint_keep, resume=cfg.resume,
+                                rank=rank, world_size=world)  # resume=true: the newest loadable checkpoint or an error
+    checkpointer.check_config(cfg)  # a resumed run keeps the env, model, seed, ... its checkpoints were made with
     if dist.is_main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     local_batch, slice_len = cfg.batch_size // world, cfg.batch_length + cfg.replay_context
@@ -66,9 +69,7 @@ def run(cfg: DictConfig) -> Path:
         env.append_transform(RewardSum())
     eval_env = TransformedEnv(eval_env, policy.make_primer())
 
-    # --- replay, run state and checkpoints (a resumed run restores all three) ----------------------
-    checkpointer = Checkpointer(run_dir, every=cfg.checkpoint_every, keep=cfg.checkpoint_keep, resume=cfg.resume,
-                                rank=rank, world_size=world)
+    # --- replay and run state (a resumed run restores both from its checkpoint) ----------------------
     capacity = checkpointer.replay_capacity(default_replay_capacity(cfg, world))
     replay = make_replay(cfg, capacity, checkpointer.scratch_dir(), local_batch)
     state = RunState(replay_capacity=capacity, next_eval=cfg.eval.every, next_log=cfg.logger.every)

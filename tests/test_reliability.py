@@ -116,6 +116,20 @@ def test_only_the_newest_k_checkpoints_are_kept(tmp_path, tiny_learner):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000040", "step_000000050"]
 
 
+def test_damaged_or_foreign_step_entries_do_not_use_up_checkpoint_keep(tmp_path, tiny_learner):
+    learner = tiny_learner()
+    save(tmp_path, learner, 10)
+    (tmp_path / "step_999999999").mkdir()  # a damaged newest checkpoint: no manifest
+    (tmp_path / "step_notes").mkdir()  # a foreign entry
+    for step in (20, 30):
+        save(tmp_path, learner, step, keep=2)
+    # the two newest real checkpoints are kept; the others are left alone and count for nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000020", "step_000000030", "step_999999999",
+                                                          "step_notes"]
+    with pytest.warns(UserWarning, match="skipping checkpoint"):
+        assert ckpt.latest_checkpoint(tmp_path).name == "step_000000030"
+
+
 @pytest.mark.parametrize("damage", ["truncate_state", "corrupt_replay", "no_manifest", "missing_file"])
 def test_a_damaged_checkpoint_is_reported_and_the_previous_one_used(tmp_path, damage, tiny_learner):
     learner = tiny_learner()

@@ -54,10 +54,46 @@ def test_parallel_envs_run_and_resume(tmp_path, run_config):
     assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16
 
 
-def test_resume_without_checkpoint_starts_fresh(tmp_path, run_config):
-    (tmp_path / "eval.csv").write_text("env_step,eval_return\n999,1.0\n")  # left by a crashed run
-    train_recipe.run(run_config(tmp_path, "env=gym/CartPole-v1", "steps=64", "eval.every=64", "resume=true"))
-    assert [int(r["env_step"]) for r in read_eval(tmp_path)] == [64]
+def test_resume_without_checkpoint_starts_fresh_only_when_there_is_nothing_to_lose(tmp_path, run_config, capsys):
+    from torchrl_dreamerxp.training.checkpointer import ResumeError
+
+    train_recipe.run(run_config(tmp_path / "new", "steps=64", "eval.every=64", "resume=true"))
+    assert "holds no checkpoint yet; starting the run from the beginning" in capsys.readouterr().out
+    crashed = tmp_path / "crashed"  # logs of a run that died before its first checkpoint
+    crashed.mkdir()
+    (crashed / "eval.csv").write_text("env_step,env_frames,eval_return\n999,999,1.0\n")
+    with pytest.raises(ResumeError, match="no checkpoint .* can be loaded; nothing was changed(.|\n)*eval.csv"):
+        train_recipe.run(run_config(crashed, "steps=64", "eval.every=64", "resume=true"))
+    assert (crashed / "eval.csv").read_text().endswith("999,999,1.0\n") and not (crashed / "config.yaml").exists()
+
+
+def test_resume_with_every_checkpoint_damaged_stops_and_overwrites_nothing(tmp_path, run_config):
+    from torchrl_dreamerxp.training.checkpointer import ResumeError
+
+    run_dir = train_recipe.run(run_config(tmp_path, "steps=160", "eval.every=80", "checkpoint_every=80"))
+    before = {name: (run_dir / name).read_text() for name in ("eval.csv", "metrics.jsonl", "config.yaml")}
+    for checkpoint in (run_dir / "checkpoints").glob("step_*"):
+        (checkpoint / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(ResumeError) as err:
+        train_recipe.run(run_config(tmp_path, "steps=240", "eval.every=80", "checkpoint_every=80", "resume=true"))
+    assert "step_000000160: " in str(err.value) and "step_000000080: " in str(err.value)  # each, with its reason
+    assert {name: (run_dir / name).read_text() for name in before} == before
+
+
+def test_resume_refuses_a_changed_env_or_seed_unless_asked(tmp_path, run_config):
+    from torchrl_dreamerxp.training.checkpointer import ResumeError
+
+    run_dir = train_recipe.run(run_config(tmp_path, "steps=80", "eval.every=80", "checkpoint_every=80"))
+    config = (run_dir / "config.yaml").read_text()
+    with pytest.raises(ResumeError, match="seed: 0 -> 1"):
+        train_recipe.run(run_config(tmp_path, "steps=96", "eval.every=80", "resume=true", "seed=1"))
+    with pytest.raises(ResumeError, match="env: 'gym/CartPole-v1' -> 'gym/Acrobot-v1'"):
+        train_recipe.run(run_config(tmp_path, "steps=96", "eval.every=80", "resume=true", "env=gym/Acrobot-v1"))
+    assert (run_dir / "config.yaml").read_text() == config
+    # steps (to extend the run) and how it reports may change; resume_allow_changes=true takes the rest
+    train_recipe.run(run_config(tmp_path, "steps=96", "eval.every=96", "resume=true", "seed=1",
+                                "resume_allow_changes=true"))
+    assert json.loads((run_dir / "done").read_text())["env_steps"] == 96
 
 
 def test_prioritized_replay_run(tmp_path, run_config):

@@ -43,11 +43,12 @@ class RunSpec:
         return f"{self.method}__{env_slug(self.env)}__seed{self.seed}"
 
     def command(self, threads: int, logger_mode: str = "offline") -> list[str]:
-        """The ``recipes/train.py`` command line; it resumes when the run directory already exists."""
+        """The ``recipes/train.py`` command line; it resumes when an earlier try left a checkpoint (a try that
+        stopped before its first checkpoint starts over)."""
         return [
             sys.executable, *TRAIN, *self.overrides,
             f"env={self.env}", f"xp={METHODS[self.method]}", f"seed={self.seed}", f"run_dir={self.run_dir}",
-            f"resume={str(self.run_dir.exists()).lower()}", f"threads={threads}", "progress=false",
+            f"resume={str(any((self.run_dir / 'checkpoints').glob('step_*'))).lower()}", f"threads={threads}", "progress=false",
             f"logger.mode={logger_mode}", f"logger.group={self.experiment}", f"logger.job_type={self.method}",
             f"logger.tags=[{env_slug(self.env)},seed{self.seed}]",
         ]

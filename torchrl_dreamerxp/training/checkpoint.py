@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -109,9 +110,24 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, kee
                       f"the previous checkpoint is intact: {previous[-1] if previous else 'none'}") from err
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
-    for old in sorted(directory.glob("step_*"))[:-keep] if keep > 0 else []:
+    for old in _complete_checkpoints(directory)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _complete_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoints of this format whose files have the sizes their manifest lists, oldest first (no hashing):
+    what ``keep`` counts. Damaged or foreign ``step_*`` entries are left alone and count for nothing."""
+    complete = []
+    for path in sorted(directory.glob("step_*")):
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            if (re.fullmatch(r"step_\d{9}", path.name) and COUNTERS in manifest
+                    and all((path / n).stat().st_size == e["bytes"] for n, e in manifest.items())):
+                complete.append(path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return complete
 
 
 def _numpy_rng_state() -> dict:

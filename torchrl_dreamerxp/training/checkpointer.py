@@ -5,18 +5,45 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
+from omegaconf import OmegaConf
 
-from .checkpoint import latest_checkpoint, load_checkpoint, read_counters, save_checkpoint
+from .checkpoint import (CorruptCheckpoint, LegacyCheckpoint, latest_checkpoint, load_checkpoint, read_counters,
+                         save_checkpoint, verify_checkpoint)
 from .run_state import RunState
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "ResumeError", "RESUME_MAY_CHANGE"]
+
+#: keys a resumed run may change (``steps`` to extend it, how it reports, how fast it runs); any other key
+#: that differs from the run's ``config.yaml`` is refused unless ``resume_allow_changes=true``
+RESUME_MAY_CHANGE = ("steps", "resume", "resume_allow_changes", "run_dir", "progress", "threads", "compile", "device",
+                     "eval.", "logger.", "checkpoint_every", "checkpoint_keep", "max_nonfinite_updates",
+                     "collector.ray_address")
+
+
+class ResumeError(RuntimeError):
+    """``resume=true`` cannot continue this run; nothing in the run directory was changed.
+
+    Examples:
+        >>> issubclass(ResumeError, RuntimeError)  # raised by Checkpointer (see its examples)
+        True
+    """
+
+
+def _flat(tree, prefix=""):
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
 
 
 class Checkpointer:
     """Owns ``run_dir/checkpoints/`` and the replay's scratch folder for one rank of a run.
 
-    - ``resume=True`` picks the newest checkpoint that passes its manifest (:attr:`last`); a resumed run keeps
-      that checkpoint's replay capacity (:meth:`replay_capacity`).
+    - ``resume=True`` picks the newest checkpoint that passes its manifest and loads (:attr:`last`); a resumed
+      run keeps that checkpoint's replay capacity (:meth:`replay_capacity`). With none loadable it stops with a
+      :class:`ResumeError` listing each rejected checkpoint, unless the run has nothing yet (no checkpoint,
+      no logged row): then it says so and starts from the beginning. :meth:`check_config` refuses a resume
+      whose env, model, seed, ... differ from the run's ``config.yaml``.
     - :meth:`scratch_dir` is emptied: memory-mapped replay files of a crashed process are stale (a resume
       refills the replay from the checkpoint).
     - :meth:`restore` loads the learner, optimizers, λ scheduler, replay, RNG and the :class:`RunState`
@@ -27,7 +54,8 @@ class Checkpointer:
 
     Examples:
         >>> import tempfile
-        >>> ckpt = Checkpointer(Path(tempfile.mkdtemp()), every=500, keep=2, resume=True)
+        >>> ckpt = Checkpointer(Path(tempfile.mkdtemp()), every=500, keep=2, resume=True)  # doctest: +ELLIPSIS
+        resume=true: ... holds no checkpoint yet; starting the run from the beginning
         >>> ckpt.last is None, ckpt.replay_capacity(1000), ckpt.due(RunState(env_steps=512), total=2000)
         (True, 1000, True)
     """
@@ -36,8 +64,60 @@ class Checkpointer:
         self.directory = Path(run_dir) / "checkpoints"
         self.scratch = Path(run_dir) / ("replay_scratch" if world_size == 1 else f"replay_scratch_rank{rank}")
         self.every, self.keep, self.rank, self.world_size = every, keep, rank, world_size
-        self.last = latest_checkpoint(self.directory) if resume else None
+        self.run_dir = Path(run_dir)
+        self.last = self._resume_point() if resume else None
         self.next_due = every
+
+    def _resume_point(self) -> Path | None:
+        """The newest loadable checkpoint; a :class:`ResumeError` listing every rejected one when none loads
+        and the run has checkpoints or logs to lose; ``None`` (said) for a run with nothing yet."""
+        found, rejected = sorted(self.directory.glob("step_*"), reverse=True), []
+        for path in found:
+            try:
+                verify_checkpoint(path)
+                read_counters(path)
+                return path
+            except (CorruptCheckpoint, LegacyCheckpoint, OSError, ValueError) as err:
+                rejected.append(f"{path.name}: {err}")
+        logs = [p.name for p in (self.run_dir / "eval.csv", self.run_dir / "metrics.jsonl")
+                if p.is_file() and len(p.read_text().splitlines()) > (p.suffix == ".csv")]
+        if found or logs:
+            raise ResumeError(
+                f"resume=true, but no checkpoint in {self.directory} can be loaded; nothing was changed.\n  "
+                + "\n  ".join(rejected or ["(no step_* checkpoint)"])
+                + (f"\n  logs of the earlier run: {', '.join(logs)}" if logs else "")
+                + "\nFix or convert a listed checkpoint, or start over in another run_dir (resume=false).")
+        print(f"resume=true: {self.directory} holds no checkpoint yet; starting the run from the beginning")
+        return None
+
+    def check_config(self, cfg) -> None:
+        r"""Refuse (:class:`ResumeError`) a resumed run whose config differs from the run's ``config.yaml`` in any
+        key outside :data:`RESUME_MAY_CHANGE`, unless ``cfg.resume_allow_changes``; the differences are listed.
+
+        Examples:
+            >>> import tempfile
+            >>> run = Path(tempfile.mkdtemp())
+            >>> _ = (run / "config.yaml").write_text("env: gym/CartPole-v1\nseed: 0\nsteps: 100\n")
+            >>> ckpt = Checkpointer(run, every=10, keep=1, resume=False)
+            >>> ckpt.last = run  # as if resuming from a checkpoint of this run
+            >>> ckpt.check_config(OmegaConf.create({"env": "gym/CartPole-v1", "seed": 0, "steps": 200}))
+            >>> ckpt.check_config(OmegaConf.create({"env": "gym/Pendulum-v1", "seed": 1, "steps": 200}))
+            Traceback (most recent call last):
+            ...
+            torchrl_dreamerxp.training.checkpointer.ResumeError: resume=true with a config that differs from the run's ...
+        """
+        saved = self.run_dir / "config.yaml"
+        if self.last is None or not saved.is_file() or cfg.get("resume_allow_changes", False):
+            return
+        before = _flat(yaml.safe_load(saved.read_text()) or {})
+        now = _flat(OmegaConf.to_container(cfg, resolve=True))
+        changed = [f"{key}: {before.get(key, '(absent)')!r} -> {now.get(key, '(absent)')!r}"
+                   for key in sorted(set(before) | set(now))
+                   if before.get(key) != now.get(key) and not key.startswith(RESUME_MAY_CHANGE)]
+        if changed:
+            raise ResumeError(f"resume=true with a config that differs from the run's {saved} (its checkpoints were "
+                              f"made with it); nothing was changed:\n  " + "\n  ".join(changed)
+                              + "\nUndo these changes, or set resume_allow_changes=true to resume anyway.")
 
     def replay_capacity(self, default: int) -> int:
         """The resumed checkpoint's replay capacity, or ``default`` for a fresh run."""

@@ -259,6 +259,7 @@ class TrainConfig:
                                "true, false or reduce-overhead (CUDA graphs on a GPU)"))
     run_dir: str = MISSING
     resume: bool = ranged(Rule.flag())
+    resume_allow_changes: bool = ranged(Rule.flag())
     checkpoint_every: int = ranged(Rule.integer(1, "(env steps)"))
     checkpoint_keep: int = ranged(Rule.integer(1))
     max_nonfinite_updates: int = ranged(Rule.integer(1))
