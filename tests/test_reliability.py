@@ -278,3 +278,29 @@ def test_a_planted_pickle_in_any_file_of_a_checkpoint_is_refused_and_never_run(t
         if name.suffix == ".pt":
             assert isinstance(err.value, ckpt.UnsafeCheckpoint) and "could run code" in str(err.value)
         assert not marker.exists(), f"loading a planted {name} ran its code"
+
+
+def test_resume_truncates_the_run_logs_crash_safely_and_skips_a_torn_row(tmp_path, run_config, monkeypatch):
+    from torchrl_dreamerxp.training import logging as run_logging
+
+    run_dir = train_recipe.run(run_config(tmp_path, "steps=160", "eval.every=40", "checkpoint_every=80"))
+    (run_dir / "done").unlink()
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"env_step": 170, "train/lo')  # a kill in the middle of a row
+    eval_rows = (run_dir / "eval.csv").read_text()
+    # a kill while the resume rewrites the logs: the old files stay whole
+    real_replace = run_logging.os.replace
+
+    def killed_before_rename(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_logging.os, "replace", killed_before_rename)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="torn by a crash"):
+        train_recipe.run(run_config(tmp_path, "steps=160", "eval.every=40", "checkpoint_every=80", "resume=true"))
+    assert (run_dir / "eval.csv").read_text() == eval_rows
+    monkeypatch.setattr(run_logging.os, "replace", real_replace)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable row"):
+        train_recipe.run(run_config(tmp_path, "steps=160", "eval.every=40", "checkpoint_every=80", "resume=true"))
+    steps = [json.loads(line)["env_step"] for line in open(run_dir / "metrics.jsonl")]  # every row reads
+    assert steps == sorted(steps) and max(steps) <= 160
+    assert [r.split(",")[0] for r in (run_dir / "eval.csv").read_text().splitlines()[1:]] == ["40", "80", "120", "160"]

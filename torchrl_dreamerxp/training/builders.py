@@ -98,9 +98,13 @@ def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,
         >>> rounds = make_collector(cfg, env, None, RunState())  # no policy: random actions
         >>> [batch.numel() for batch in rounds]
         [8, 8]
+        >>> list(make_collector(cfg, env, None, RunState(env_steps=16)))  # a finished run collects nothing
+        []
     """
     from .ray_collection import make_ray_collector
 
+    if state.env_steps >= cfg.steps:  # resumed from the run's last checkpoint: nothing left to collect
+        return
     totals = dict(frames_per_batch=cfg.frames_per_batch // world_size,
                   total_frames=max((cfg.steps - state.env_steps) // world_size, cfg.frames_per_batch // world_size),
                   init_random_frames=max((cfg.prefill - state.env_steps) // world_size, 0))

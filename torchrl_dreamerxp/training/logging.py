@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -125,23 +126,50 @@ class NullLogger:
 
 
 def _truncate_after(path: Path, step: int, header: bool, action_repeat: int = 1) -> None:
-    """Keep the rows of a run file written before env step ``step`` (the resumed checkpoint's round).
+    r"""Keep the rows of a run file written before env step ``step`` (the resumed checkpoint's round).
 
-    An ``eval.csv`` from before the ``env_frames`` column gets it (agent steps × ``action_repeat``).
+    Crash-safe: the kept rows go to a new file that replaces the old one in one rename, so a kill midway leaves
+    the old file whole. A torn row (a kill in the middle of writing it) is skipped with a warning. An
+    ``eval.csv`` from before the ``env_frames`` column gets it (agent steps × ``action_repeat``).
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.jsonl"
+        >>> _ = path.write_text('{"env_step": 16}\n{"env_step": 32}\n{"env_step": 48}\n{"env_st')
+        >>> _truncate_after(path, 48, header=False)
+        >>> path.read_text().splitlines()
+        ['{"env_step": 16}', '{"env_step": 32}']
     """
     if not path.exists():
         path.write_text(EVAL_HEADER if header else "")
         return
     lines = path.read_text().splitlines(keepends=True)
     head, rows = (lines[:1], lines[1:]) if header else ([], lines)
-    if header:
-        keep = [r for r in rows if r.strip() and int(r.split(",")[0]) < step]
-        if head and head[0] != EVAL_HEADER:  # env_step,eval_return
-            head = [EVAL_HEADER]
-            keep = [f"{s},{int(s) * action_repeat},{r}" for s, r in (row.split(",", 1) for row in keep)]
-    else:
-        keep = [r for r in rows if r.strip() and json.loads(r).get("env_step", 0) < step]
-    path.write_text("".join(head + keep))
+    keep, torn = [], []
+    for row in rows:
+        if not row.strip():
+            continue
+        try:
+            row_step = int(row.split(",")[0]) if header else int(json.loads(row).get("env_step", 0))
+            if header and len(row.rstrip("\n").split(",")) != len((head[0] if head else EVAL_HEADER).split(",")):
+                raise ValueError("wrong number of columns")
+        except (ValueError, AttributeError) as err:
+            torn.append(f"{row.strip()[:60]!r} ({err})")
+            continue
+        if row_step < step:
+            keep.append(row if row.endswith("\n") else row + "\n")
+    if torn:
+        warnings.warn(f"{path}: skipped {len(torn)} unreadable row(s), torn by a crash: {'; '.join(torn[:3])}",
+                      stacklevel=3)
+    if header and head and head[0] != EVAL_HEADER:  # env_step,eval_return
+        head = [EVAL_HEADER]
+        keep = [f"{s},{int(s) * action_repeat},{r}" for s, r in (row.split(",", 1) for row in keep)]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write("".join(head + keep))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 @torch.no_grad()
