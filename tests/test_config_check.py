@@ -72,6 +72,16 @@ BAD = [
     (["collector.backend=ray", "envs=2"], "collector.backend=ray", "envs must be 1"),
     (["collector.backend=ray", "xp=full"], "collector.backend=ray", "one stream"),
     (["precision=float16"], "precision", "float32 or bfloat16"),
+    (["prefill=2000", "steps=1000"], "steps", "past prefill"),
+    (["batch_length=2000", "prefill=2500", "steps=1000", "replay_size=100000"], "steps", "past prefill"),
+    (["frames_per_batch=5000", "steps=2000"], "steps", "one round of frames_per_batch"),
+    (["replay_size=500"], "replay_size", "one batch, batch_size × (batch_length + replay_context)"),
+    (["seed=-1"], "seed", "[0, 2147483647]"),
+    (["seed=18446744073709551617"], "seed", "[0, 2147483647]"),
+    (["device=cpux"], "device", "cpu, cuda or cuda:<index>"),
+    (["device=mps"], "device", "cpu, cuda or cuda:<index>"),
+    (["run_dir=/proc/version/run"], "run_dir", "can be created and written"),
+    (["max_loss=0"], "max_loss", "> 0"),
 ]
 
 

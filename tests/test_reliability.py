@@ -56,6 +56,21 @@ def test_nan_loss_skips_the_update_and_changes_nothing(replay_batch, tiny_learne
     assert learner.update(replay_batch())[0]["skipped"] == 0.0  # and training goes on
 
 
+def test_a_finite_loss_explosion_is_skipped_like_a_nonfinite_one(replay_batch, tiny_learner):
+    learner = tiny_learner()
+    learner.max_loss = 1e6  # the recipe's default (max_loss)
+    before = snapshot(learner)
+
+    def explode(module, inputs, out):
+        out.set("loss_model_reward", out["loss_model_reward"] * 1e10)
+    handle = learner.loss.register_forward_hook(explode)
+    out, feedback = learner.update(replay_batch())
+    handle.remove()
+    assert out["skipped"] == 1.0 and 1e6 < out["loss"] < float("inf") and feedback is None
+    assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
+    assert learner.update(replay_batch())[0]["skipped"] == 0.0
+
+
 def test_nan_gradient_with_a_finite_loss_is_skipped_too(replay_batch, tiny_learner):
     learner = tiny_learner()
     before = snapshot(learner)

@@ -135,7 +135,7 @@ def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead
                                 horizon=a.return_horizon, context=cfg.replay_context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-        precision=cfg.precision,
+        precision=cfg.precision, max_loss=cfg.get("max_loss", float("inf")),
     )
 
 

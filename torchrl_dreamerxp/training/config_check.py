@@ -5,24 +5,24 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from ..paths import config_dir
 from ..schedulers import scheduler_from_config
 from .config_schema import ConfigError, schema_problems, xp_methods
 from .presets import PLACEHOLDER, apply_family_defaults
 
 __all__ = ["ConfigError", "validate_config"]
-_CONFIGS = config_dir()
 
 
 def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
     """Checks over several keys, each only on keys that passed their own rule (``ok(*keys)``)."""
     problems, xp, methods, slice_len = [], cfg.xp, xp_methods(), cfg.batch_length + cfg.replay_context
-    if ok("batch_length", "replay_context", "replay_size") and slice_len > cfg.replay_size:
-        problems.append(f"replay_size={cfg.replay_size}: must hold one slice of batch_length + replay_context "
-                        f"= {slice_len} steps")
-    if ok("prefill", "batch_length", "replay_context") and cfg.prefill < slice_len:
-        problems.append(f"prefill={cfg.prefill}: must be at least one slice, batch_length + replay_context = "
-                        f"{slice_len} env steps, before the first update")
+    if ok("batch_length", "replay_context", "batch_size", "prefill", "frames_per_batch", "steps", "replay_size"):
+        for key, least, why in (
+                ("prefill", slice_len, "one slice, batch_length + replay_context, before the first update"),
+                ("steps", cfg.prefill + 1, "past prefill, or the run makes no update"),
+                ("steps", cfg.frames_per_batch, "one round of frames_per_batch"),
+                ("replay_size", cfg.batch_size * slice_len, "one batch, batch_size × (batch_length + replay_context)")):
+            if cfg[key] < least:
+                problems.append(f"{key}={cfg[key]}: must be at least {least}: {why}")
     if xp.name not in methods:
         problems.append(f"xp.name={xp.name!r}: must be one of {', '.join(methods)} (configs/xp/)")
     elif methods[xp.name] != (xp.prioritized, xp.intrinsic):
@@ -32,8 +32,7 @@ def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
         problems.append(f"frames_per_batch={cfg.frames_per_batch}: must be a multiple of envs={cfg.envs} "
                         f"(each env steps frames_per_batch / envs times per round)")
     if ok("envs", "xp.prioritized") and cfg.envs > 1 and xp.prioritized:
-        problems.append(f"envs={cfg.envs}: the prioritized trajectory sampler reads one stream of steps; use envs=1 "
-                        f"with xp={xp.name} (parallel envs work with the uniform replay, xp=none|intrinsic)")
+        problems.append(f"envs={cfg.envs}: the prioritized trajectory sampler reads one stream of steps (envs=1)")
     if ok("model.deter", "model.blocks") and cfg.model.deter % cfg.model.blocks:
         problems.append(f"model.deter={cfg.model.deter}: must be divisible by model.blocks={cfg.model.blocks}")
     if ok("xp.intrinsic", "xp.scheduler", "xp.scheduler.name") and xp.intrinsic:
@@ -45,7 +44,7 @@ def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
         from .ray_collection import ray_config_problems
 
         problems += [f"collector.backend=ray: {msg}" for msg in ray_config_problems(cfg)]
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+    if ok("device") and cfg.device.startswith("cuda") and not torch.cuda.is_available():
         problems.append(f"device={cfg.device!r}: no CUDA device here (use cpu)")
     return problems
 
@@ -56,7 +55,8 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
 
     Examples:
         >>> from hydra import compose, initialize_config_dir
-        >>> with initialize_config_dir(config_dir=str(_CONFIGS), version_base="1.3"):
+        >>> from torchrl_dreamerxp.paths import config_dir
+        >>> with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         ...     cfg = compose("train", overrides=["agent.horizon=0"])
         >>> validate_config(cfg)
         Traceback (most recent call last):

@@ -9,8 +9,11 @@ field's :class:`Rule` is its allowed range; :func:`schema_problems` checks every
 from __future__ import annotations
 
 import numbers
+import os
+import re
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -62,10 +65,12 @@ class Rule:
     allowed: str
 
     @staticmethod
-    def integer(lo: int | None = None, note: str = "") -> Rule:
+    def integer(lo: int | None = None, note: str = "", hi: int | None = None) -> Rule:
         def check(v):
-            return isinstance(v, numbers.Integral) and not isinstance(v, bool) and (lo is None or v >= lo)
-        return Rule(check, ("an integer" + (f" >= {lo}" if lo is not None else "") + (f" {note}" if note else "")))
+            return (isinstance(v, numbers.Integral) and not isinstance(v, bool) and (lo is None or v >= lo)
+                    and (hi is None or v <= hi))
+        bounds = f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}" if lo is not None else ""
+        return Rule(check, "an integer" + bounds + (f" {note}" if note else ""))
 
     @staticmethod
     def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, note: str = "") -> Rule:
@@ -102,6 +107,20 @@ def extension(flag: str) -> Any:
 
 
 POSITIVE = Rule.number(0, lo_open=True)
+
+
+def _is_device(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value) is not None
+
+
+def _writable_dir(value: Any) -> bool:
+    """The nearest existing folder on the way to ``value`` can be written (the rest is created)."""
+    if not isinstance(value, str) or not value:
+        return False
+    path = Path(value).absolute()
+    while not path.exists():
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
 @dataclass
@@ -240,7 +259,7 @@ class TrainConfig:
     env: str = MISSING  # checked by make_env's name check
     env_kwargs: Dict[str, Any] = field(default_factory=dict)
     family: Optional[str] = None
-    seed: int = ranged(Rule.integer())
+    seed: int = ranged(Rule.integer(0, hi=2**31 - 1))  # offset per rank and env, then seeds numpy (< 2^32)
     steps: int = ranged(Rule.integer(1, "(env steps)"))
     train_ratio: Optional[float] = ranged(Rule.number(0, lo_open=True, note="(replayed steps per env step)"))
     batch_size: int = ranged(Rule.integer(1))
@@ -252,17 +271,18 @@ class TrainConfig:
     frames_per_batch: int = ranged(Rule.integer(1))
     envs: Optional[int] = ranged(Rule.integer(1, "(training envs; > 1 steps them in worker processes)"))
     collector: CollectorConfig = field(default_factory=CollectorConfig)
-    device: str = MISSING
+    device: str = ranged(Rule(_is_device, "cpu, cuda or cuda:<index>"))
     threads: int = ranged(Rule.integer(0, "(0: torch's default)"))
     precision: str = ranged(Rule.one_of("float32", "bfloat16", words="float32 or bfloat16"))
     compile: Any = ranged(Rule(lambda v: isinstance(v, bool) or v == "reduce-overhead",
                                "true, false or reduce-overhead (CUDA graphs on a GPU)"))
-    run_dir: str = MISSING
+    run_dir: str = ranged(Rule(_writable_dir, "a folder that can be created and written"))
     resume: bool = ranged(Rule.flag())
     resume_allow_changes: bool = ranged(Rule.flag())
     checkpoint_every: int = ranged(Rule.integer(1, "(env steps)"))
     checkpoint_keep: int = ranged(Rule.integer(1))
     max_nonfinite_updates: int = ranged(Rule.integer(1))
+    max_loss: float = ranged(Rule.number(0, lo_open=True, note="(an update whose loss is above it is skipped)"))
     progress: bool = ranged(Rule.flag())
     agent: AgentConfig = field(default_factory=AgentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -65,13 +65,15 @@ class Learner(nn.Module):
     def __init__(self, world_model: WorldModel, actor: Actor, critic: TwoHotHead, *, horizon=15, lr=4e-5,
                  actor_lr=None, critic_lr=None, agc=0.3, eps=1e-20, warmup=1000, slow_critic_rate=0.02, reward_transform=None,
                  ensemble: RewardEnsemble | None = None, ensemble_lr=1e-4,
-                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None, precision="float32", cast="once"):
+                 world_model_kwargs=None, actor_kwargs=None, critic_kwargs=None, precision="float32", cast="once", max_loss=float("inf")):
         super().__init__()
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
         if cast not in ("once", "autocast"):
             raise ValueError(f"cast must be 'once' or 'autocast', got {cast!r}")
-        self.precision, self.cast = precision, cast
+        if not max_loss > 0:
+            raise ValueError(f"max_loss must be > 0, got {max_loss!r}")
+        self.precision, self.cast, self.max_loss = precision, cast, float(max_loss)
         self.world_model, self.actor, self.critic = world_model, actor, critic
         self.loss = DreamerV3Loss(world_model, actor, critic, horizon=horizon, reward_transform=reward_transform,
                                   world_model_kwargs=world_model_kwargs, actor_kwargs=actor_kwargs,
@@ -155,9 +157,9 @@ class Learner(nn.Module):
         """One optimizer step on ``batch``; returns every loss and diagnostic as floats, and the feedback
         ``[B, T]`` for the replay (class docstring).
 
-        A non-finite loss or gradient skips the step (``"skipped": 1.0``): no parameter, optimizer
-        state, return-normalization statistic or slow critic changes, and the feedback is ``None``, so
-        nothing of the batch goes back into the replay.
+        A non-finite loss or gradient, or a loss above ``max_loss`` (an explosion, though finite), skips the step
+        (``"skipped": 1.0``): no parameter, optimizer state, return-normalization statistic or slow critic
+        changes, and the feedback is ``None``, so nothing of the batch goes back into the replay.
         """
         norm_state = {k: v.clone() for k, v in self.actor_loss.return_norm.state_dict().items()}
         terms, metrics, feedback = self.losses(batch)
@@ -167,7 +169,8 @@ class Learner(nn.Module):
         # on any rank leaves non-finite gradients everywhere, so one check after it decides for all ranks
         loss.backward()
         grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        finite = torch.isfinite(loss) & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        finite = (torch.isfinite(loss) & (loss.detach().abs() <= self.max_loss)  # an explosion, even a finite one
+                  & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
         names = [*terms, *metrics, "loss"]
         values = torch.stack([finite.float(), *(v.detach().float().reshape(()).to(loss.device)
                                                 for v in (*terms.values(), *metrics.values(), loss))])
