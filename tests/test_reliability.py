@@ -319,3 +319,59 @@ def test_resume_truncates_the_run_logs_crash_safely_and_skips_a_torn_row(tmp_pat
     steps = [json.loads(line)["env_step"] for line in open(run_dir / "metrics.jsonl")]  # every row reads
     assert steps == sorted(steps) and max(steps) <= 160
     assert [r.split(",")[0] for r in (run_dir / "eval.csv").read_text().splitlines()[1:]] == ["40", "80", "120", "160"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 5 MB file system (tmpfs), mounted for the test; skipped where mounting is not allowed."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root (and a container that allows mount)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_real_disk_while_checkpointing_is_a_clear_error(small_disk, tiny_learner, monkeypatch):
+    learner = tiny_learner()
+    directory = small_disk / "checkpoints"
+    good = save(directory, learner, 10)
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 64 * 1024))  # 64 kB left
+    with pytest.raises(OSError, match=r"needs .* MB at .*, 0\.\d MB are free.*previous checkpoint is intact"):
+        save(directory, learner, 20)  # refused before writing: the size is known
+    # the check passed (or wrong), the write itself runs out of space: the same clear error, nothing left behind
+    monkeypatch.setattr(ckpt, "require_free_space", lambda *args, **kwargs: None)
+    with pytest.raises(OSError, match="could not write the checkpoint of env step 20.*previous checkpoint is intact"):
+        save(directory, learner, 20)
+    assert sorted(p.name for p in directory.iterdir()) == ["step_000000010"]  # no .tmp_ folder on the full disk
+    ckpt.verify_checkpoint(good)
+
+
+def test_a_memory_mapped_replay_too_big_for_the_disk_is_a_clear_error_not_sigbus(small_disk):
+    import subprocess
+    import sys
+
+    script = f"""
+import torch
+from tensordict import TensorDict
+from torchrl.data import LazyMemmapStorage, TensorDictReplayBuffer
+from torchrl_dreamerxp.modules import WorldModel
+from torchrl_dreamerxp.training import RunState, extend_replay
+wm = WorldModel(action_dim=2, obs_dim=64, deter=256, hidden=8, classes=4, stoch=4, units=8, blocks=4)
+replay = TensorDictReplayBuffer(storage=LazyMemmapStorage(20000, scratch_dir="{small_disk}/replay"))
+batch = TensorDict({{"observation": torch.zeros(3, 64), "action": torch.zeros(3, 2),
+    "is_first": torch.tensor([[True], [False], [False]]),
+    "next": {{"observation": torch.ones(3, 64), "reward": torch.ones(3, 1),
+             "terminated": torch.zeros(3, 1, dtype=torch.bool), "done": torch.zeros(3, 1, dtype=torch.bool),
+             "episode_reward": torch.zeros(3, 1)}}}}, [3])
+for _ in range(10000):  # 20000 rows of ~1.4 kB: 28 MB, on a 5 MB disk
+    extend_replay(replay, batch, RunState(), wm)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])  # an exception, not a signal (SIGBUS: -7)
+    assert "DiskSpaceError" in out.stderr and "the memory-mapped replay (20000 steps) needs" in out.stderr

@@ -11,6 +11,7 @@ files are missing, truncated or changed is reported and the previous one is used
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .disk_space import require_free_space, tensor_bytes
 from .replay_snapshot import UnsafeCheckpoint, load_replay, safe_load, save_replay
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "read_counters",
@@ -100,13 +102,21 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, kee
     final = directory / f"step_{counters['env_steps']:09d}"
     tmp = directory / f".tmp_{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    state = _state(learner)
+    storage = replay_buffer.storage
+    replay_bytes = sum(t[:len(storage)].numel() * t.element_size() for t in storage._storage.values(True, True)) \
+        if len(storage) else 0
     try:
-        _write(tmp, learner, replay_buffer, counters)
-    except OSError as err:  # a full disk, most often: keep what was there, say so
+        require_free_space(directory, tensor_bytes(state) + replay_bytes, f"the checkpoint of env step "
+                                                                           f"{counters['env_steps']}")
+        tmp.mkdir(parents=True)
+        _write(tmp, state, replay_buffer, counters)
+    except (OSError, RuntimeError) as err:  # a full disk, most often (torch.save raises RuntimeError): say so
         shutil.rmtree(tmp, ignore_errors=True)
-        previous = sorted(directory.glob("step_*"))
-        raise OSError(err.errno, f"could not write the checkpoint of env step {counters['env_steps']} ({err.strerror or err}); "
+        previous = _complete_checkpoints(directory)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+        raise OSError(getattr(err, "errno", None) or errno.EIO,
+                      f"could not write the checkpoint of env step {counters['env_steps']} to {tmp} ({reason}); "
                       f"the previous checkpoint is intact: {previous[-1] if previous else 'none'}") from err
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -136,17 +146,18 @@ def _numpy_rng_state() -> dict:
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
-def _write(tmp: Path, learner, replay_buffer, counters: dict) -> None:
+def _state(learner) -> dict:
+    return {
+        "learner": learner.state_dict(),
+        "training": learner.training_state_dict(),  # optimizers, λ scheduler
+        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate(),
+                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})},
+    }
+
+
+def _write(tmp: Path, state: dict, replay_buffer, counters: dict) -> None:
     (tmp / COUNTERS).write_text(json.dumps(counters))
-    torch.save(
-        {
-            "learner": learner.state_dict(),
-            "training": learner.training_state_dict(),  # optimizers, λ scheduler
-            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate(),
-                    **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})},
-        },
-        tmp / "state.pt",
-    )
+    torch.save(state, tmp / "state.pt")
     save_replay(replay_buffer, tmp / "replay")
     manifest = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(tmp)}
     with open(tmp / MANIFEST, "w") as f:

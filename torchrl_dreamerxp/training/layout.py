@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from .disk_space import require_replay_space
+
 __all__ = ["to_dreamer_layout", "extend_replay"]
 
 
@@ -90,7 +92,9 @@ def extend_replay(replay, batch: TensorDictBase, state, world_model, *, lane_key
     batch = batch.to("cpu")  # collected on the run's device; the replay lives in host memory
     rssm = world_model.rssm
     state_shapes = {"deter": (rssm.deter,), "stoch": (rssm.stoch, rssm.classes)}
-    replay.extend(to_dreamer_layout(batch, world_model.obs_keys, state_shapes, lane_key=lane_key))
+    rows = to_dreamer_layout(batch, world_model.obs_keys, state_shapes, lane_key=lane_key)
+    require_replay_space(replay, rows.exclude(lane_key) if lane_key else rows)  # a full disk: an error, not SIGBUS
+    replay.extend(rows)
     state.env_steps += batch.numel() * world_size  # every rank collects the same number of steps per round
     done = batch["next", "done"].reshape(-1)
     finished = batch["next", "episode_reward"].reshape(-1)[done].tolist()

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from .disk_space import require_replay_space
+
 __all__ = ["save_replay", "load_replay", "write_rows", "safe_load", "UnsafeCheckpoint"]
 
 _DTYPES = {str(d): d for d in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.int8,
@@ -139,6 +141,7 @@ def load_replay(replay, folder: Path) -> None:
         data = TensorDict({}, [rows])
         for name, entry in saved["entries"].items():
             data.set(tuple(name.split(".")), _read_entry(folder / "storage" / f"{name}.bin", **entry))
+        require_replay_space(replay, data)
         replay.storage.set(torch.arange(rows), data)  # copied into the (memory-mapped) storage
     replay._writer.load_state_dict(json.loads((folder / "writer.json").read_text()))
     replay.sampler.load_state_dict(safe_load(folder / "sampler.pt"))
