@@ -90,10 +90,16 @@ def test_resume_refuses_a_changed_env_or_seed_unless_asked(tmp_path, run_config)
     with pytest.raises(ResumeError, match="env: 'gym/CartPole-v1' -> 'gym/Acrobot-v1'"):
         train_recipe.run(run_config(tmp_path, "steps=96", "eval.every=80", "resume=true", "env=gym/Acrobot-v1"))
     assert (run_dir / "config.yaml").read_text() == config
-    # steps (to extend the run) and how it reports may change; resume_allow_changes=true takes the rest
-    train_recipe.run(run_config(tmp_path, "steps=96", "eval.every=96", "resume=true", "seed=1",
-                                "resume_allow_changes=true"))
+    # steps (to extend the run) and how it reports may change; a key the run's config.yaml lacks (added by a
+    # later version of the library) is not a change
+    (run_dir / "config.yaml").write_text("".join(line for line in config.splitlines(keepends=True)
+                                                 if not line.startswith("max_loss:")))
+    train_recipe.run(run_config(tmp_path, "steps=96", "eval.every=96", "resume=true"))
     assert json.loads((run_dir / "done").read_text())["env_steps"] == 96
+    # resume_allow_changes=true takes the rest
+    train_recipe.run(run_config(tmp_path, "steps=112", "eval.every=96", "resume=true", "seed=1",
+                                "resume_allow_changes=true"))
+    assert json.loads((run_dir / "done").read_text())["env_steps"] == 112
 
 
 def test_prioritized_replay_run(tmp_path, run_config):
@@ -110,6 +116,9 @@ def test_continuous_vector_run(tmp_path, run_config):
     run_dir = train_recipe.run(cfg)
     assert (run_dir / "done").exists()
     assert float(read_eval(run_dir)[-1]["eval_return"]) < 0  # Pendulum returns are negative
+    # logger.every (1000) is past the run's end: the training scalars are still logged at its last step
+    last = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if "train/loss_model_reward" in line]
+    assert [row["env_step"] for row in last] == [96]
 
 
 @pytest.mark.parametrize("env", ["atari/Boxing", "dmc/cup_catch"])

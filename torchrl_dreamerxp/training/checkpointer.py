@@ -93,6 +93,7 @@ class Checkpointer:
     def check_config(self, cfg) -> None:
         r"""Refuse (:class:`ResumeError`) a resumed run whose config differs from the run's ``config.yaml`` in any
         key outside :data:`RESUME_MAY_CHANGE`, unless ``cfg.resume_allow_changes``; the differences are listed.
+        Keys that only one of the two has (added or removed by another version of this library) are not compared.
 
         Examples:
             >>> import tempfile
@@ -111,9 +112,9 @@ class Checkpointer:
             return
         before = _flat(yaml.safe_load(saved.read_text()) or {})
         now = _flat(OmegaConf.to_container(cfg, resolve=True))
-        changed = [f"{key}: {before.get(key, '(absent)')!r} -> {now.get(key, '(absent)')!r}"
-                   for key in sorted(set(before) | set(now))
-                   if before.get(key) != now.get(key) and not key.startswith(RESUME_MAY_CHANGE)]
+        # keys on one side only came or went with a version of this library: not a change of this run
+        changed = [f"{key}: {before[key]!r} -> {now[key]!r}" for key in sorted(set(before) & set(now))
+                   if before[key] != now[key] and not key.startswith(RESUME_MAY_CHANGE)]
         if changed:
             raise ResumeError(f"resume=true with a config that differs from the run's {saved} (its checkpoints were "
                               f"made with it); nothing was changed:\n  " + "\n  ".join(changed)

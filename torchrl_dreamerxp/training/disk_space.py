@@ -36,7 +36,11 @@ def _existing(path: Path) -> Path:
 
 
 def require_free_space(path: Path, needed_bytes: int, what: str) -> None:
-    """Raises :class:`DiskSpaceError` unless the file system of ``path`` has ``needed_bytes`` (plus 5%) free."""
+    """Raises :class:`DiskSpaceError` unless the file system of ``path`` has ``needed_bytes`` (plus 5%) free.
+
+    Examples:
+        >>> require_free_space("/tmp/not/made/yet", 1024, "a small file")  # checked on the nearest existing folder
+    """
     free = shutil.disk_usage(_existing(path)).free
     if free < needed_bytes * MARGIN:
         raise DiskSpaceError(errno.ENOSPC, f"{what} needs {needed_bytes * MARGIN / 1e6:.1f} MB at {path}, "

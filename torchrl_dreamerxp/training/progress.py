@@ -24,10 +24,17 @@ class Progress:
         True
         >>> state.next_log
         32
+        >>> state.env_steps = 24
+        >>> progress.round_done(8, state, NullLogger())  # not due
+        False
+        >>> state.env_steps = 32
+        >>> state.next_log = 48  # as after a log at step 32 would be: the last step logs anyway
+        >>> progress.round_done(8, state, NullLogger())
+        True
     """
 
     def __init__(self, total: int, every: int, state: RunState, show: bool = True):
-        self.every = every
+        self.every, self.total = every, total
         self.train_metrics: dict[str, float] = {}  # of the last update that was not skipped
         self.last_return = float("nan")  # of the last finished training episode
         self.bar = tqdm(total=total, initial=state.env_steps, disable=not show, unit="step", dynamic_ncols=True)
@@ -37,10 +44,11 @@ class Progress:
         self.t0, self.steps0, self.updates0 = time.time(), state.env_steps, state.updates
 
     def round_done(self, frames: int, state: RunState, logger, extra: Callable[[], dict] | None = None) -> bool:
-        """Advance the bar by ``frames``; when a log is due, log the ``train/*`` scalars, the rates and what
-        ``extra()`` returns (the sampler's statistics, read only then). Returns whether it logged."""
+        """Advance the bar by ``frames``; when a log is due (every ``every`` env steps and at the run's last
+        step, so the final values are logged), log the ``train/*`` scalars, the rates and what ``extra()``
+        returns (the sampler's statistics, read only then). Returns whether it logged."""
         self.bar.update(frames)
-        if state.env_steps < state.next_log:
+        if state.env_steps < state.next_log and state.env_steps < self.total:
             return False
         elapsed = max(time.time() - self.t0, 1e-9)
         rates = {"perf/env_steps_per_s": (state.env_steps - self.steps0) / elapsed,
