@@ -18,12 +18,12 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchrl.envs import RewardSum, TransformedEnv
+from torchrl.envs import RewardSum
 
 from torchrl_dreamerxp.envs import action_repeat, make_env
 from torchrl_dreamerxp.training.agent import build_agent, env_shapes
 from torchrl_dreamerxp.training.builders import (default_replay_capacity, make_collector, make_replay, make_training_env,
-                                                replay_lanes)
+                                                replay_lanes, with_transforms)
 from torchrl_dreamerxp.training.checkpointer import Checkpointer
 from torchrl_dreamerxp.training.config_check import validate_config
 from torchrl_dreamerxp.training.distributed import init_distributed
@@ -65,9 +65,8 @@ def run(cfg: DictConfig) -> Path:
     learner, policy = build_agent(cfg, env_shapes(eval_env), device, dist)  # + the XP ensemble with xp.intrinsic
     wm = learner.world_model
     if env is not None:  # the policy's recurrent state rides in the tensordict; RewardSum gives episode returns
-        env = TransformedEnv(env, policy.make_primer())
-        env.append_transform(RewardSum())
-    eval_env = TransformedEnv(eval_env, policy.make_primer())
+        env = with_transforms(env, policy.make_primer(), RewardSum())
+    eval_env = with_transforms(eval_env, policy.make_primer())
 
     # --- replay and run state (a resumed run restores both from its checkpoint) ----------------------
     capacity = checkpointer.replay_capacity(default_replay_capacity(cfg, world))

@@ -10,13 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage, TensorDictReplayBuffer
-from torchrl.envs import EnvCreator, ParallelEnv
+from torchrl.envs import Compose, EnvCreator, ParallelEnv, TransformedEnv
 
 from ..envs import make_env
 from ..replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler
 from .run_state import RunState
 
-__all__ = ["make_training_env", "replay_lanes", "default_replay_capacity", "make_replay", "make_collector"]
+__all__ = ["make_training_env", "replay_lanes", "default_replay_capacity", "make_replay", "make_collector", "with_transforms"]
 
 
 def make_training_env(cfg: DictConfig, seed: int):
@@ -84,6 +84,23 @@ def make_replay(cfg: DictConfig, capacity: int, scratch_dir: Path, local_batch: 
     return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len, **writer)
 
 
+def with_transforms(env, *transforms):
+    """``env`` with ``transforms`` appended: on its own ``TransformedEnv`` when it is one (no nested wrapper,
+    which TorchRL unwraps with a warning), else in a new one.
+
+    Examples:
+        >>> from torchrl.envs import RewardSum, StepCounter
+        >>> env = with_transforms(make_env("gym/CartPole-v1"), StepCounter(), RewardSum())
+        >>> type(env.base_env).__name__, len(env.transform) >= 2
+        ('GymWrapper', True)
+    """
+    if not isinstance(env, TransformedEnv):
+        return TransformedEnv(env, Compose(*transforms))
+    for transform in transforms:
+        env.append_transform(transform)
+    return env
+
+
 def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,
                    world_size: int = 1) -> Iterator[TensorDictBase]:
     """Rounds of ``frames_per_batch`` env steps (this rank's share) until ``cfg.steps``, random actions for
@@ -105,9 +122,13 @@ def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,
 
     if state.env_steps >= cfg.steps:  # resumed from the run's last checkpoint: nothing left to collect
         return
-    totals = dict(frames_per_batch=cfg.frames_per_batch // world_size,
-                  total_frames=max((cfg.steps - state.env_steps) // world_size, cfg.frames_per_batch // world_size),
-                  init_random_frames=max((cfg.prefill - state.env_steps) // world_size, 0))
+    per_round = cfg.frames_per_batch // world_size
+
+    def whole_rounds(frames: int) -> int:  # TorchRL collects whole rounds; rounding here spares its warnings
+        return -(-frames // per_round) * per_round
+    totals = dict(frames_per_batch=per_round,
+                  total_frames=max(whole_rounds((cfg.steps - state.env_steps) // world_size), per_round),
+                  init_random_frames=whole_rounds(max((cfg.prefill - state.env_steps) // world_size, 0)))
     seed = cfg.seed + state.env_steps + 10_007 * rank
     if cfg.collector.backend == "ray":
         collector = make_ray_collector(

@@ -228,7 +228,8 @@ def plot_returns(eval_csv: Path, out_png: Path, title: str = "", random_return: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(open(eval_csv)))
+    with open(eval_csv) as f:
+        rows = list(csv.DictReader(f))
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
