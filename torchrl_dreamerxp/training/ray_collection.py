@@ -115,9 +115,9 @@ def worker_env(env_name: str, seed: int, env_kwargs: dict, primer) -> Transforme
         >>> td["deter"].shape, "episode_reward" in td.keys()
         (torch.Size([16]), True)
     """
-    env = TransformedEnv(make_env(env_name, seed=seed, **env_kwargs), primer)
-    env.append_transform(RewardSum())
-    return env
+    from .builders import with_transforms
+
+    return with_transforms(make_env(env_name, seed=seed, **env_kwargs), primer, RewardSum())
 
 
 def make_ray_collector(policy, env_name: str, *, workers: int, seed: int, frames_per_batch: int,
