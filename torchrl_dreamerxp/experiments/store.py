@@ -22,18 +22,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..training.config_schema import flat_keys
+
 __all__ = ["ResultsStore", "read_run"]
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{path}."))
-        else:
-            out[path] = json.dumps(value) if isinstance(value, list) else value
-    return out
+def _flatten(d: dict) -> dict:
+    """Dotted keys, lists as JSON (one table cell each)."""
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flat_keys(d).items()}
 
 
 def read_run(run_dir: Path) -> dict:

@@ -27,7 +27,8 @@ import torch
 from .disk_space import require_free_space, tensor_bytes
 from .replay_snapshot import UnsafeCheckpoint, load_replay, safe_load, save_replay
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "read_counters",
+__all__ = ["save_checkpoint", "load_checkpoint", "load_networks", "latest_checkpoint", "loadable_checkpoint",
+           "read_counters", "write_manifest",
            "verify_checkpoint", "CorruptCheckpoint", "LegacyCheckpoint", "UnsafeCheckpoint", "fingerprint"]
 
 MANIFEST = "manifest.json"
@@ -104,8 +105,7 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, kee
     shutil.rmtree(tmp, ignore_errors=True)
     state = _state(learner)
     storage = replay_buffer.storage
-    replay_bytes = sum(t[:len(storage)].numel() * t.element_size() for t in storage._storage.values(True, True)) \
-        if len(storage) else 0
+    replay_bytes = tensor_bytes(storage._storage[:len(storage)]) if len(storage) else 0
     try:
         require_free_space(directory, tensor_bytes(state) + replay_bytes, f"the checkpoint of env step "
                                                                            f"{counters['env_steps']}")
@@ -130,19 +130,19 @@ def _complete_checkpoints(directory: Path) -> list[Path]:
     what ``keep`` counts. Damaged or foreign ``step_*`` entries are left alone and count for nothing."""
     complete = []
     for path in sorted(directory.glob("step_*")):
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-            if (re.fullmatch(r"step_\d{9}", path.name) and COUNTERS in manifest
-                    and all((path / n).stat().st_size == e["bytes"] for n, e in manifest.items())):
+        if re.fullmatch(r"step_\d{9}", path.name) and (path / COUNTERS).is_file():
+            try:
+                verify_checkpoint(path, hashes=False)
                 complete.append(path)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
+            except (CorruptCheckpoint, KeyError, TypeError, AttributeError):  # also a manifest of the wrong shape
+                continue
     return complete
 
 
-def _numpy_rng_state() -> dict:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+def numpy_rng_state(state: tuple) -> dict:
+    """numpy's ``get_state()`` tuple as tensors and numbers (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
@@ -150,7 +150,7 @@ def _state(learner) -> dict:
     return {
         "learner": learner.state_dict(),
         "training": learner.training_state_dict(),  # optimizers, λ scheduler
-        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state(np.random.get_state()), "python": random.getstate(),
                 **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_initialized() else {})},
     }
 
@@ -159,15 +159,30 @@ def _write(tmp: Path, state: dict, replay_buffer, counters: dict) -> None:
     (tmp / COUNTERS).write_text(json.dumps(counters))
     torch.save(state, tmp / "state.pt")
     save_replay(replay_buffer, tmp / "replay")
-    manifest = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(tmp)}
-    with open(tmp / MANIFEST, "w") as f:
+    write_manifest(tmp)
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json``: the size and SHA-1 of every file of a checkpoint folder, written last and synced.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "state.pt").write_bytes(b"abc")
+        >>> write_manifest(folder)
+        >>> json.loads((folder / MANIFEST).read_text())["state.pt"]["bytes"]
+        3
+    """
+    manifest = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(folder)}
+    with open(folder / MANIFEST, "w") as f:
         json.dump(manifest, f)
         f.flush()
         os.fsync(f.fileno())
 
 
-def verify_checkpoint(path: Path) -> None:
-    """Raises :class:`CorruptCheckpoint` unless every file matches ``manifest.json``.
+def verify_checkpoint(path: Path, hashes: bool = True) -> None:
+    """Raises :class:`CorruptCheckpoint` unless every file matches ``manifest.json`` (its size, and its SHA-1
+    unless ``hashes=False``).
 
     Examples:
         >>> import tempfile
@@ -192,24 +207,40 @@ def verify_checkpoint(path: Path) -> None:
             raise CorruptCheckpoint(f"{path}: {name} is missing")
         if file.stat().st_size != expected["bytes"]:
             raise CorruptCheckpoint(f"{path}: {name} has {file.stat().st_size} bytes, expected {expected['bytes']} (truncated?)")
-        if _digest(file) != expected["sha1"]:
+        if hashes and _digest(file) != expected["sha1"]:
             raise CorruptCheckpoint(f"{path}: {name} does not match its checksum (corrupted)")
 
 
+def loadable_checkpoint(directory: Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint that passes :func:`verify_checkpoint` and is of this format, and a line for each
+    newer one rejected (its name and why).
+
+    Examples:
+        >>> loadable_checkpoint("/nonexistent")
+        (None, [])
+    """
+    rejected = []
+    for path in sorted(Path(directory).glob("step_*"), reverse=True):
+        try:
+            verify_checkpoint(path)
+            read_counters(path)
+            return path, rejected
+        except (CorruptCheckpoint, LegacyCheckpoint, OSError, ValueError) as err:
+            rejected.append(f"{path.name}: {err}")
+    return None, rejected
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The newest checkpoint that passes :func:`verify_checkpoint`; corrupt ones are reported and skipped.
+    """The newest loadable checkpoint (:func:`loadable_checkpoint`); rejected ones are reported and skipped.
 
     Examples:
         >>> latest_checkpoint("/nonexistent") is None  # a run with no checkpoint yet (see save_checkpoint)
         True
     """
-    for path in sorted(Path(directory).glob("step_*"), reverse=True):
-        try:
-            verify_checkpoint(path)
-            return path
-        except CorruptCheckpoint as err:
-            warnings.warn(f"skipping checkpoint: {err}; trying the previous one", stacklevel=2)
-    return None
+    path, rejected = loadable_checkpoint(directory)
+    for reason in rejected:
+        warnings.warn(f"skipping checkpoint {reason}; trying the previous one", stacklevel=2)
+    return path
 
 
 def read_counters(path: Path) -> dict:

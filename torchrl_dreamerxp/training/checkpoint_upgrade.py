@@ -13,11 +13,10 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from tensordict import TensorDict
 
-from .checkpoint import COUNTERS, MANIFEST, _digest, _files
+from .checkpoint import COUNTERS, numpy_rng_state, write_manifest
 from .replay_snapshot import write_rows
 
 __all__ = ["upgrade_checkpoint"]
@@ -48,9 +47,7 @@ def upgrade_checkpoint(path: Path) -> None:
         print(f"{path}: already in the current format")
         return
     state = torch.load(path / "state.pt", weights_only=False)  # the trusted, old, pickled format
-    name, keys, pos, has_gauss, cached = state["rng"]["numpy"]
-    state["rng"]["numpy"] = {"name": name, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
-                             "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state["rng"]["numpy"] = numpy_rng_state(state["rng"]["numpy"])
     counters = state.pop("counters")
     old_replay, new_replay = path / "replay", path / "replay.new"
     data, rows, max_size = _old_replay_rows(old_replay)
@@ -72,8 +69,7 @@ def upgrade_checkpoint(path: Path) -> None:
     (path / COUNTERS).write_text(json.dumps(counters))
     shutil.rmtree(old_replay)
     os.replace(new_replay, old_replay)
-    manifest = {str(p.relative_to(path)): {"bytes": p.stat().st_size, "sha1": _digest(p)} for p in _files(path)}
-    (path / MANIFEST).write_text(json.dumps(manifest))
+    write_manifest(path)
     print(f"{path}: converted ({rows} replay rows of {max_size})")
 
 

@@ -8,8 +8,8 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from .checkpoint import (CorruptCheckpoint, LegacyCheckpoint, latest_checkpoint, load_checkpoint, read_counters,
-                         save_checkpoint, verify_checkpoint)
+from .checkpoint import latest_checkpoint, load_checkpoint, loadable_checkpoint, read_counters, save_checkpoint
+from .config_schema import flat_keys
 from .run_state import RunState
 
 __all__ = ["Checkpointer", "ResumeError", "RESUME_MAY_CHANGE"]
@@ -28,12 +28,6 @@ class ResumeError(RuntimeError):
         >>> issubclass(ResumeError, RuntimeError)  # raised by Checkpointer (see its examples)
         True
     """
-
-
-def _flat(tree, prefix=""):
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
-    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
 
 
 class Checkpointer:
@@ -71,14 +65,10 @@ class Checkpointer:
     def _resume_point(self) -> Path | None:
         """The newest loadable checkpoint; a :class:`ResumeError` listing every rejected one when none loads
         and the run has checkpoints or logs to lose; ``None`` (said) for a run with nothing yet."""
-        found, rejected = sorted(self.directory.glob("step_*"), reverse=True), []
-        for path in found:
-            try:
-                verify_checkpoint(path)
-                read_counters(path)
-                return path
-            except (CorruptCheckpoint, LegacyCheckpoint, OSError, ValueError) as err:
-                rejected.append(f"{path.name}: {err}")
+        path, rejected = loadable_checkpoint(self.directory)
+        if path is not None:
+            return path
+        found = list(self.directory.glob("step_*"))
         logs = [p.name for p in (self.run_dir / "eval.csv", self.run_dir / "metrics.jsonl")
                 if p.is_file() and len(p.read_text().splitlines()) > (p.suffix == ".csv")]
         if found or logs:
@@ -110,8 +100,8 @@ class Checkpointer:
         saved = self.run_dir / "config.yaml"
         if self.last is None or not saved.is_file() or cfg.get("resume_allow_changes", False):
             return
-        before = _flat(yaml.safe_load(saved.read_text()) or {})
-        now = _flat(OmegaConf.to_container(cfg, resolve=True))
+        before = flat_keys(yaml.safe_load(saved.read_text()) or {})
+        now = flat_keys(OmegaConf.to_container(cfg, resolve=True))
         # keys on one side only came or went with a version of this library: not a change of this run
         changed = [f"{key}: {before[key]!r} -> {now[key]!r}" for key in sorted(set(before) & set(now))
                    if before[key] != now[key] and not key.startswith(RESUME_MAY_CHANGE)]

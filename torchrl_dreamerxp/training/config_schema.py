@@ -13,7 +13,6 @@ import os
 import re
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -21,8 +20,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ..paths import config_dir
 from ..schedulers import SCHEDULER_NAMES
+from .disk_space import nearest_existing
 
-__all__ = ["ConfigError", "Rule", "TrainConfig", "schema_problems", "xp_methods", "LOGGER_MODES"]
+__all__ = ["ConfigError", "Rule", "TrainConfig", "flat_keys", "schema_problems", "xp_methods", "LOGGER_MODES"]
 
 LOGGER_MODES = ("offline", "online", "disabled", "none")
 
@@ -117,9 +117,7 @@ def _writable_dir(value: Any) -> bool:
     """The nearest existing folder on the way to ``value`` can be written (the rest is created)."""
     if not isinstance(value, str) or not value:
         return False
-    path = Path(value).absolute()
-    while not path.exists():
-        path = path.parent
+    path = nearest_existing(value)
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
@@ -290,6 +288,22 @@ class TrainConfig:
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def flat_keys(tree: dict, prefix: str = "") -> dict:
+    """A nested config as ``{"dotted.key": value}`` (leaves only; an empty section has no key).
+
+    Examples:
+        >>> flat_keys({"agent": {"lr": 1e-4, "tags": [1]}, "env_kwargs": {}, "seed": 0})
+        {'agent.lr': 0.0001, 'agent.tags': [1], 'seed': 0}
+    """
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _schema_of(hint: Any) -> type | None:

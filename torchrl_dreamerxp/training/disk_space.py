@@ -11,8 +11,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from tensordict import TensorDictBase
 
-__all__ = ["DiskSpaceError", "require_free_space", "require_replay_space", "tensor_bytes"]
+__all__ = ["DiskSpaceError", "nearest_existing", "require_free_space", "require_replay_space", "tensor_bytes"]
 
 MARGIN = 1.05  # metadata, manifests and file-system overhead
 
@@ -28,7 +29,13 @@ class DiskSpaceError(OSError):
     """
 
 
-def _existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a file system can be asked about ``path``).
+
+    Examples:
+        >>> nearest_existing("/tmp/not/made/yet")
+        PosixPath('/tmp')
+    """
     path = Path(path).absolute()
     while not path.exists():
         path = path.parent
@@ -41,14 +48,14 @@ def require_free_space(path: Path, needed_bytes: int, what: str) -> None:
     Examples:
         >>> require_free_space("/tmp/not/made/yet", 1024, "a small file")  # checked on the nearest existing folder
     """
-    free = shutil.disk_usage(_existing(path)).free
+    free = shutil.disk_usage(nearest_existing(path)).free
     if free < needed_bytes * MARGIN:
         raise DiskSpaceError(errno.ENOSPC, f"{what} needs {needed_bytes * MARGIN / 1e6:.1f} MB at {path}, "
                                            f"{free / 1e6:.1f} MB are free")
 
 
 def tensor_bytes(value) -> int:
-    """The bytes of every tensor in a nested state (dicts, lists, tuples).
+    """The bytes of every tensor in a nested state (dicts, lists, tuples, TensorDicts).
 
     Examples:
         >>> tensor_bytes({"a": torch.zeros(4), "b": [torch.zeros(2, dtype=torch.uint8), 3]})
@@ -56,6 +63,8 @@ def tensor_bytes(value) -> int:
     """
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
+    if isinstance(value, TensorDictBase):
+        return sum(tensor_bytes(t) for t in value.values(True, True))
     if isinstance(value, dict):
         return sum(tensor_bytes(v) for v in value.values())
     if isinstance(value, (list, tuple)):
@@ -81,6 +90,6 @@ def require_replay_space(replay, rows) -> None:
 
     storage = replay.storage
     if isinstance(storage, LazyMemmapStorage) and not storage.initialized and rows.numel():
-        per_row = 8 + sum(t[0].numel() * t.element_size() for t in rows.values(True, True))
+        per_row = 8 + tensor_bytes(rows[0])
         require_free_space(storage.scratch_dir, storage.max_size * per_row,
                            f"the memory-mapped replay ({storage.max_size} steps)")
