@@ -132,7 +132,7 @@ def test_transform_mixes_by_hand_computed_values():
     # K = 2 members, H = 3: r̂_1 = [1, 2, 3], r̂_2 = [3, 2, 1] -> mean [2, 2, 2], variance [1, 0, 1],
     # u = [3, 2, 3]; window 2 (cut at the horizon): r_intr = [2.5, 2.5, 3]
     preds = torch.tensor([[[1.0, 2.0, 3.0]], [[3.0, 2.0, 1.0]]])
-    t = IntrinsicRewardTransform(FixedPredictions(preds), ConstantWeight(0.25), window=2)
+    t = IntrinsicRewardTransform.for_imagination(FixedPredictions(preds), ConstantWeight(0.25), window=2)
     out = t(imagined(reward=torch.tensor([[7.0, 1.0, 1.0, 1.0]])))
     torch.testing.assert_close(out["reward_intrinsic"], torch.tensor([[0.0, 2.5, 2.5, 3.0]]))
     torch.testing.assert_close(out["reward_extrinsic"], torch.tensor([[7.0, 1.0, 1.0, 1.0]]))
@@ -143,7 +143,7 @@ def test_transform_mixes_by_hand_computed_values():
 def test_transform_follows_the_scheduler():
     preds = torch.tensor([[[1.0, 1.0]], [[3.0, 3.0]]])  # u = 2 + 1 = 3 everywhere
     sched = ExponentialDecayWeight(lam_start=0.0, lam_end=1.0, decay_steps=1)
-    t = IntrinsicRewardTransform(FixedPredictions(preds), sched, window=1)
+    t = IntrinsicRewardTransform.for_imagination(FixedPredictions(preds), sched, window=1)
     assert t(imagined(horizon=2))["reward"][0, 1] == pytest.approx(3.0)  # λ = 0: intrinsic only
     for _ in range(50):
         sched.step()
@@ -152,7 +152,7 @@ def test_transform_follows_the_scheduler():
 
 def test_transform_env_step_uses_a_window_of_one():
     preds = torch.tensor([[1.0, 0.0], [3.0, 0.0]])  # two envs: u = [2 + 1, 0]
-    t = IntrinsicRewardTransform(FixedPredictions(preds), ConstantWeight(0.5), window=4)
+    t = IntrinsicRewardTransform(FixedPredictions(preds), ConstantWeight(0.5), window=4, reward_key=("next", "reward"))
     state = TensorDict({"deter": torch.zeros(2, DETER), "stoch": torch.zeros(2, STOCH, CLASSES),
                         "action": torch.zeros(2, ACTION)}, [2])
     nxt = TensorDict({"deter": torch.zeros(2, DETER), "reward": torch.tensor([[1.0], [1.0]])}, [2])
@@ -256,7 +256,7 @@ def test_transform_feeds_state_t_action_t_and_next_deter():
     td["deter"] = torch.arange(4.0).expand(2, 4).unsqueeze(-1).expand(2, 4, DETER).clone()
     td["action"] = torch.arange(4.0).expand(2, 4).unsqueeze(-1).expand(2, 4, ACTION).clone()
     stub = Recording((2, 2, 3))
-    IntrinsicRewardTransform(stub, ConstantWeight(0.5), window=1)(td)
+    IntrinsicRewardTransform.for_imagination(stub, ConstantWeight(0.5), window=1)(td)
     deter, _, action, next_deter = stub.calls[0]
     assert deter[0, :, 0].tolist() == [0, 1, 2] and action[0, :, 0].tolist() == [0, 1, 2]  # state t, action at t
     assert next_deter[0, :, 0].tolist() == [1, 2, 3]  # the state it leads to
@@ -290,7 +290,7 @@ def learner_with_intrinsic(tiny_world_model):
         torch.manual_seed(0)
         wm = tiny_world_model()
         ens = RewardEnsemble(DETER, STOCH, CLASSES, ACTION, members=3, units=8, layers=1, mode="reward")
-        transform = IntrinsicRewardTransform(ens, ConstantWeight(lam), window=2)
+        transform = IntrinsicRewardTransform.for_imagination(ens, ConstantWeight(lam), window=2, init_key="is_first")
         learner = Learner(wm, Actor(wm.rssm.feature_dim(), ACTION, True, units=8, layers=1),
                           TwoHotHead(wm.rssm.feature_dim(), 8, 1), horizon=3, warmup=0, reward_transform=transform,
                           ensemble=ens)
@@ -323,3 +323,104 @@ def test_a_non_finite_ensemble_gradient_is_skipped_and_counted(learner_with_intr
     assert all(torch.equal(before[k], v) for k, v in ens.state_dict().items())
     assert learner.update(replay_batch())[0]["ensemble_skipped"] == 1.0  # and the next step trains again
     assert any(not torch.equal(before[k], v) for k, v in ens.state_dict().items())
+
+
+def test_replay_rewards_windows_stop_at_an_episode_start(learner_with_intrinsic, replay_batch):
+    from torchrl_dreamerxp.functional import intrinsic_reward
+
+    data = replay_batch()[:, 1:]
+    data["is_first"][:, 3] = True  # a new episode starts at step 3 of the slice
+    deter, stoch = torch.randn(2, 5, DETER), torch.randn(2, 5, STOCH, CLASSES)
+    learner, ens = learner_with_intrinsic(0.0)
+    mixed = learner.replay_rewards(data, deter, stoch)
+    preds = ens.reward_predictions(deter[:, :-1], stoch[:, :-1], data["prev_action"][:, 1:], deter[:, 1:])
+    u = preds.mean(0) + preds.var(0, unbiased=False)  # arrivals at steps 1 … 4
+    torch.testing.assert_close(mixed[:, 1], (u[:, 0] + u[:, 1]) / 2)
+    torch.testing.assert_close(mixed[:, 2], u[:, 1])  # its window would reach the reset at step 3: cut
+    torch.testing.assert_close(mixed[:, 3], data["reward"][:, 3])  # the reset step: no prediction
+    torch.testing.assert_close(mixed[:, 4], u[:, 3])
+    assert not torch.allclose(mixed[:, 2], intrinsic_reward(preds, 2)[:, 1])
+
+
+# -- TorchRL's layout: envs, rollouts, replay buffers -------------------------------------------------------------
+class ObsEnsemble(torch.nn.Module):
+    """Predictions that are a known function of the observation: member k predicts (k + 1)·obs[0]."""
+
+    def reward_predictions(self, deter, stoch, action, next_deter):
+        return torch.stack([(k + 1) * deter[..., 0] for k in range(2)])
+
+
+def obs_transform(**kw):
+    return IntrinsicRewardTransform(ObsEnsemble(), ConstantWeight(0.0), window=kw.pop("window", 3), deter_key="observation",
+                                    next_deter_key=("next", "observation"), stoch_key=None, **kw)
+
+
+def u_of(obs0):
+    """mean + population variance of (1·x, 2·x): 1.5x + 0.25x²."""
+    return 1.5 * obs0 + 0.25 * obs0 ** 2
+
+
+def test_appended_to_an_env_it_keeps_one_reward_key():
+    from torchrl.envs import GymEnv, RewardSum, TransformedEnv
+    from torchrl.envs.utils import check_env_specs
+
+    env = TransformedEnv(GymEnv("CartPole-v1"), obs_transform())
+    env.append_transform(RewardSum())
+    assert env.reward_key == "reward"
+    assert "reward_intrinsic" in env.full_observation_spec.keys() and "reward_extrinsic" in env.full_observation_spec.keys()
+    env.set_seed(0)
+    rollout = env.rollout(20)
+    torch.testing.assert_close(rollout["next", "reward_intrinsic"].squeeze(-1), u_of(rollout["observation"][..., 0]))
+    torch.testing.assert_close(rollout["next", "reward"], rollout["next", "reward_intrinsic"])  # λ = 0
+    torch.testing.assert_close(rollout["next", "episode_reward"][-1], rollout["next", "reward"].sum(0))
+    assert [k for k in rollout["next"].keys() if k == "episode_reward"] == ["episode_reward"]
+    check_env_specs(env)  # every written entry is declared in the specs
+
+
+def rollout_batch(obs0, done_at=()):
+    n, t = obs0.shape
+    done = torch.zeros(n, t, 1, dtype=torch.bool)
+    for b, s in done_at:
+        done[b, s] = True
+    return TensorDict({"observation": obs0.unsqueeze(-1).expand(n, t, 2).clone(), "action": torch.zeros(n, t, 1),
+                       "next": {"observation": torch.zeros(n, t, 2), "reward": torch.zeros(n, t, 1), "done": done}}, [n, t])
+
+
+def test_rollout_layout_scores_each_row_and_stops_at_done_without_an_offset():
+    obs0 = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    out = obs_transform(window=2)(rollout_batch(obs0, done_at=[(0, 1)]))
+    u = u_of(obs0)[0]
+    # row t's window: its own transition and the next one, never past the done at row 1
+    torch.testing.assert_close(out["next", "reward_intrinsic"][0, :, 0], torch.stack([(u[0] + u[1]) / 2, u[1], (u[2] + u[3]) / 2, u[3]]))
+
+
+def test_time_first_input_and_flat_replay_samples():
+    obs0 = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    expected = obs_transform(window=2)(rollout_batch(obs0))["next", "reward_intrinsic"]
+    time_first = obs_transform(window=2, time_dim=0)(rollout_batch(obs0).transpose(0, 1))
+    torch.testing.assert_close(time_first["next", "reward_intrinsic"].transpose(0, 1), expected)
+    flat = obs_transform(window=2, slice_len=3)(rollout_batch(obs0).reshape(-1))
+    torch.testing.assert_close(flat["next", "reward_intrinsic"], expected.reshape(-1, 1))  # windows stop at slice ends
+    with pytest.raises(ValueError, match="slice_len"):
+        obs_transform()(rollout_batch(obs0).reshape(-1))
+    with pytest.raises(ValueError, match="whole number of slices"):
+        obs_transform(slice_len=4)(rollout_batch(obs0).reshape(-1))
+
+
+def test_in_a_replay_buffer_windows_stop_at_slice_ends_and_episode_starts():
+    from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
+
+    obs0 = torch.arange(1.0, 21.0).reshape(1, 20)
+    data = rollout_batch(obs0).reshape(-1)
+    data["episode"] = torch.arange(20) // 10
+    data["is_init"] = torch.arange(20) % 10 == 0
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(20), sampler=SliceSampler(slice_len=5, traj_key="episode"),
+                                batch_size=10)
+    rb.append_transform(obs_transform(window=3, slice_len=5))
+    rb.extend(data)
+    sample = rb.sample().reshape(2, 5)
+    u = u_of(sample["observation"][..., 0])
+    ends = sample["next", "truncated"].squeeze(-1)
+    assert ends[:, -1].all()
+    expected = torch.stack([torch.stack([u[b, t:min(t + 3, 5)].mean() for t in range(5)]) for b in range(2)])
+    torch.testing.assert_close(sample["next", "reward_intrinsic"].squeeze(-1), expected)

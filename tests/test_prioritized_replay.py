@@ -1,157 +1,162 @@
-"""PrioritizedTrajectorySampler: documented probabilities, bad inputs, eviction, persistence."""
+"""PrioritizedTrajectorySampler: bookkeeping at write time, eviction, scores, TorchRL's priority calls and layouts."""
+import math
+
 import pytest
 import torch
 from scipy.stats import chisquare
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
-from torchrl_dreamerxp.replay import PrioritizedTrajectorySampler
+from torchrl_dreamerxp.replay import LaneWriter, PrioritizedTrajectorySampler, XPScore
+
+RECIPE_KEYS = dict(reward_key="reward", init_key="is_first", done_key=None)
 
 
 def episodes(lengths, rewards):
-    """Steps of consecutive episodes: ``rewards[i]`` on every step of episode ``i``."""
+    """Steps of consecutive episodes (recipe layout): ``rewards[i]`` on every step of episode ``i``."""
     is_first = torch.cat([torch.arange(n) == 0 for n in lengths])
     reward = torch.cat([torch.full((n,), float(r)) for n, r in zip(lengths, rewards)])
-    step = torch.arange(len(reward))
-    return TensorDict({"is_first": is_first, "reward": reward, "step": step}, [len(reward)])
+    return TensorDict({"is_first": is_first, "reward": reward, "step": torch.arange(len(reward))}, [len(reward)])
 
 
 def buffer(capacity=1000, slice_len=1, batch=None, **kw):
-    sampler = PrioritizedTrajectorySampler(slice_len, **kw)
+    sampler = PrioritizedTrajectorySampler(slice_len, **{**RECIPE_KEYS, **kw})
     rb = TensorDictReplayBuffer(storage=LazyTensorStorage(capacity), sampler=sampler, batch_size=batch or slice_len)
     return rb, sampler
 
 
+def stat(sampler, key):
+    return sampler.trajectory_stats()[key].tolist()
+
+
 def measure(rb, sampler, recon, value):
-    """Give every trajectory one measurement of ε and δ (all its steps)."""
-    rb.sample()  # index what was written
-    traj = sampler.step_traj[: len(rb)]
-    idx = torch.arange(len(rb))
-    sampler.update_priority(idx, {"recon_error": torch.tensor(recon, dtype=torch.float)[traj],
-                                  "value_error": torch.tensor(value, dtype=torch.float)[traj]})
+    """One measurement of ε and δ for every trajectory (all its steps), in one call."""
+    traj = sampler.index.slot_traj[: len(rb)]
+    order = {int(i): k for k, i in enumerate(sampler.trajectory_stats()["id"])}
+    k = torch.tensor([order[int(t)] for t in traj])
+    sampler.update_priority(torch.arange(len(rb)), TensorDict(recon_error=torch.tensor(recon)[k],
+                                                              value_error=torch.tensor(value)[k], batch_size=[len(rb)]))
 
 
-def test_trajectories_are_read_from_is_first_including_the_one_being_written():
+def test_trajectories_indexed_at_write_time_including_the_open_one():
     rb, sampler = buffer()
     rb.extend(episodes([3, 2, 4], [1.0, 2.0, 0.5]))
-    rb.sample()
-    assert sampler.num_trajectories == 3
-    torch.testing.assert_close(sampler.ret, torch.tensor([3.0, 4.0, 2.0]))
-    assert sampler.length.tolist() == [3, 2, 4] and sampler.start.tolist() == [0, 3, 5]
-    # the last episode is still being written: more steps without is_first extend it
-    rb.extend(TensorDict({"is_first": torch.zeros(2, dtype=torch.bool), "reward": torch.ones(2), "step": torch.arange(2)}, [2]))
-    rb.sample()
-    assert sampler.length.tolist() == [3, 2, 6] and float(sampler.ret[2]) == 4.0
+    assert sampler.num_trajectories == 3  # no sample() needed
+    assert stat(sampler, "return") == [3.0, 4.0, 2.0] and stat(sampler, "length") == [3, 2, 4]
+    rb.extend(TensorDict({"is_first": torch.zeros(2, dtype=torch.bool), "reward": torch.ones(2),
+                          "step": torch.arange(2)}, [2]))  # the last episode goes on
+    assert stat(sampler, "length") == [3, 2, 6] and stat(sampler, "return")[2] == 4.0
 
 
-def test_documented_probabilities_hand_computed():
+def test_one_call_carries_both_errors_and_a_first_value_is_set_not_blended():
+    rb, sampler = buffer()
+    rb.extend(episodes([2], [1.0]))
+    sampler.update_priority(torch.arange(2), {"recon_error": torch.full((2,), 3.0)})
+    sampler.update_priority(torch.arange(2), {"value_error": torch.full((2,), 10.0)})  # a second call: δ's first
+    assert stat(sampler, "value_error") == [10.0] and stat(sampler, "recon_error") == [3.0]
+    sampler.update_priority(torch.arange(2), TensorDict(recon_error=torch.full((2,), 13.0),
+                                                        value_error=torch.zeros(2), batch_size=[2]))
+    assert stat(sampler, "recon_error") == [pytest.approx(4.0)] and stat(sampler, "value_error") == [pytest.approx(9.0)]
+
+
+def test_wrap_between_samples_keeps_each_write_with_its_own_data():
+    # episode A: 10 × r=1 fills the storage; B overwrites 4 of A's steps with r=100 before any sample
+    rb, sampler = buffer(capacity=10)
+    rb.extend(episodes([10], [1.0]))
+    rb.extend(episodes([4], [100.0]))
+    assert stat(sampler, "return") == [10.0, 400.0]  # the task returns of both episodes
+    assert stat(sampler, "stored_return") == [6.0, 400.0] and stat(sampler, "length") == [6, 4]
+
+
+def test_dead_trajectories_are_retired_and_ids_reused():
+    rb, sampler = buffer(capacity=20, slice_len=2, batch=4)
+    for i in range(300):  # 300 episodes of 3 steps through 20 slots
+        rb.extend(episodes([3], [float(i)]))
+    assert sampler.num_trajectories == 7 and sampler.index.capacity == 20
+    assert sorted(stat(sampler, "return")) == [3.0 * i for i in range(293, 300)]
+    assert sampler.probabilities().sum() == pytest.approx(1.0) and (sampler.probabilities() > 0).sum() == 7
+    rb.sample()
+
+
+def test_a_nonfinite_reward_is_counted_and_left_out():
+    rb, sampler = buffer()
+    rb.extend(episodes([2, 2, 2], [1.0, 2.0, 3.0]))
+    rb.extend(TensorDict({"is_first": torch.tensor([True, False]), "reward": torch.tensor([1.0, float("nan")]),
+                          "step": torch.arange(2)}, [2]))
+    assert sampler.nonfinite_rewards == 1
+    assert stat(sampler, "return") == [2.0, 4.0, 6.0, 1.0]
+    sampler.refresh()
+    p = sampler.probabilities()
+    assert torch.isfinite(p).all() and p.sum() == pytest.approx(1.0)
+
+
+def test_normalization_is_stable_with_few_trajectories():
+    rb, sampler = buffer(uniform_fraction=0.0, lambda_delta=0.0, lambda_eps=0.0)
+    rb.extend(episodes([1, 1], [5.0, 5.05]))
+    measure(rb, sampler, recon=[1.0, 1.0], value=[1.0, 1.0])
+    sampler.refresh()
+    p = sampler.probabilities()[torch.tensor(stat(sampler, "id"))]
+    assert abs(float(p[1] - p[0])) < 0.03  # min-max normalization gave [0, 1]
+
+
+def test_xp_probabilities_hand_computed():
     rb, sampler = buffer()
     rb.extend(episodes([2, 2, 2], [0.0, 2.5, 5.0]))  # R = [0, 5, 10]
     measure(rb, sampler, recon=[1.0, 3.0, 2.0], value=[0.0, 1.0, 0.5])
-    # R̂ = [0, .5, 1], ε̂ = [0, 1, .5], δ̂ = [0, 1, .5]
-    # s = (0.1 + 0.4·δ̂)·R̂ + 0.5·ε̂ = [0, 0.25 + 0.5, 0.3 + 0.25] = [0, 0.75, 0.55]
-    s = torch.tensor([0.0, 0.75, 0.55])
-    torch.testing.assert_close(sampler.scores(), s)
-    expected = 0.9 * s / s.sum() + 0.1 / 3
-    torch.testing.assert_close(sampler.probabilities(), expected)
+    sampler.refresh()
+    # R: mean 5, std 4.082 → R̂ = sigmoid(z) = [.2271, .5, .7729]; ε̂ = δ̂ = [.2271, .7729, .5]
+    # s = (0.1 + 0.4·δ̂)·R̂ + 0.5·ε̂ = [.1569, .5910, .4819]; P = 0.9·s/Σs + 0.1/3
+    ids = torch.tensor(stat(sampler, "id"))
+    torch.testing.assert_close(sampler.probabilities()[ids].float(), torch.tensor([0.1482, 0.4659, 0.3860]),
+                               atol=1e-4, rtol=0)
 
 
-def test_worked_example_of_the_docs():
-    rb, sampler = buffer()
-    rb.extend(episodes([2, 2, 2], [5.0, 0.0, 2.5]))  # R = (10, 0, 5), docs/xp_extensions.md
-    measure(rb, sampler, recon=[1.0, 3.0, 2.0], value=[0.0, 0.0, 2.0])
-    torch.testing.assert_close(sampler.scores(), torch.tensor([0.1, 0.5, 0.5]))
-    torch.testing.assert_close(sampler.probabilities(), torch.tensor([0.1152, 0.4424, 0.4424]), atol=1e-4, rtol=0)
-
-
-def test_sampling_frequencies_match_probabilities_chi_square():
-    torch.manual_seed(0)
-    rb, sampler = buffer(batch=1000)
-    rb.extend(episodes([3, 1, 5, 2], [1.0, 4.0, -2.0, 0.0]))
-    measure(rb, sampler, recon=[0.5, 1.0, 2.0, 0.1], value=[0.2, 0.0, 1.0, 0.3])
-    probs = sampler.probabilities()
-    counts = torch.zeros(4)
-    for _ in range(40):
-        index = rb.sample(return_info=True)[1]["index"]
-        counts += torch.bincount(sampler.step_traj[index], minlength=4)
-    expected = probs * counts.sum()
-    # fixed seed; reject only below p = 0.001 (a correct sampler fails this 1 time in 1000 seeds)
-    assert chisquare(counts.numpy(), expected.numpy()).pvalue > 1e-3
-    assert (counts > 0).all()
-
-
-@pytest.mark.parametrize(
-    "rewards,recon,value",
-    [
-        ([-10.0, -5.0, -1.0], [1.0, 2.0, 3.0], [3.0, 2.0, 1.0]),  # negative returns
-        ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [0.5, 0.5, 0.5]),  # all-equal scores
-        ([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]),  # all zero
-    ],
-)
-def test_probabilities_never_negative_or_nan(rewards, recon, value):
-    rb, sampler = buffer()
-    rb.extend(episodes([2, 2, 2], rewards))
-    measure(rb, sampler, recon, value)
-    p = sampler.probabilities()
-    assert torch.isfinite(p).all() and (p >= 0).all() and p.sum() == pytest.approx(1.0)
-    assert (p > 0).all()  # the uniform fraction keeps everyone reachable
-    if len(set(rewards)) == 1:
-        torch.testing.assert_close(p, torch.full((3,), 1 / 3))
-
-
-def test_single_trajectory():
-    rb, sampler = buffer(slice_len=4, batch=8)
-    rb.extend(episodes([10], [1.0]))
-    index = rb.sample(return_info=True)[1]["index"]
-    assert sampler.probabilities().tolist() == [1.0] and index.max() < 10
-
-
-def test_nonfinite_errors_are_ignored_and_counted():
-    rb, sampler = buffer()
-    rb.extend(episodes([2, 2], [1.0, 2.0]))
-    measure(rb, sampler, recon=[1.0, 2.0], value=[1.0, 1.0])
-    before = sampler.recon.clone()
-    with pytest.warns(UserWarning, match="non-finite"):
-        sampler.update_priority(torch.tensor([0, 1, 2]), {"recon_error": torch.tensor([float("nan"), float("inf"), 5.0])})
-    assert sampler.nonfinite_errors == 2
-    assert sampler.recon[0] == before[0]  # trajectory 0 only got non-finite values: unchanged
-    assert torch.isfinite(sampler.probabilities()).all()
-    with pytest.raises(ValueError, match="elements"):
-        sampler.update_priority(torch.tensor([0, 1]), {"recon_error": torch.ones(3)})
-
-
-def test_new_trajectory_enters_at_max_priority():
-    rb, sampler = buffer()
+def test_new_trajectory_enters_at_the_current_max():
+    rb, sampler = buffer(uniform_fraction=0.0)
     rb.extend(episodes([2, 2], [0.0, 10.0]))
     measure(rb, sampler, recon=[0.0, 1.0], value=[0.0, 1.0])
     rb.extend(episodes([2], [0.0]))
-    rb.sample()
-    s = sampler.scores()
-    assert s[2] == s[:2].max() and s[2] > 0
+    p = sampler.probabilities()[torch.tensor(stat(sampler, "id"))]
+    assert p[2] == pytest.approx(float(p[:2].max()))
 
 
-def test_wrap_around_evicts_oldest_steps():
-    rb, sampler = buffer(capacity=10, slice_len=2, batch=4)
-    rb.extend(episodes([4, 3, 2], [1.0, 1.0, 1.0]))  # 9 steps
-    rb.extend(episodes([5], [2.0]))  # overwrites steps 9 (free), 0..3: the first episode dies
-    rb.sample()
-    assert sampler.length.tolist() == [0, 3, 2, 5]
-    assert sampler.start.tolist()[1:] == [4, 7, 9]
-    assert sampler.probabilities()[0] == 0
-    rb.extend(episodes([2], [1.0]))  # overwrites 4, 5: episode 1 keeps its last step at 6
-    rb.sample()
-    assert sampler.length.tolist() == [0, 1, 2, 5, 2] and int(sampler.start[1]) == 6
-    for _ in range(20):  # windows are consecutive and never run from the newest step (5) into the oldest (6)
-        idx = rb.sample(return_info=True)[1]["index"].reshape(2, 2)
-        assert ((idx[:, 1] - idx[:, 0]) % 10 == 1).all() and (idx[:, 0] != 5).all(), idx
+SCORES = {
+    "xp": {},
+    "curious": dict(score="curious", score_kwargs=dict(c=1.0, beta=0.9)),
+    "uniform": dict(score="uniform"),
+    "callable": dict(score=lambda stats: stats["length"].double() ** 2),
+}
 
 
-def test_short_trajectories_are_kept_and_slices_run_past_them():
+@pytest.mark.parametrize("name", list(SCORES))
+def test_draw_frequencies_match_the_stated_probabilities_chi_square(name):
     torch.manual_seed(0)
-    rb, sampler = buffer(slice_len=5, batch=50)
-    rb.extend(episodes([2, 2, 2, 2, 2, 2], [1.0] * 6))
-    s = rb.sample()["step"].reshape(10, 5)
-    assert ((s[:, 1:] - s[:, :-1]) == 1).all() and s.max() <= 11
+    rb, sampler = buffer(slice_len=2, batch=2, refresh_every=10**9, **SCORES[name])
+    rb.extend(episodes([3, 1, 5, 2, 8], [1.0, 4.0, -2.0, 0.0, 0.5]))
+    measure(rb, sampler, recon=[0.5, 1.0, 2.0, 0.1, 0.3], value=[0.2, 0.0, 1.0, 0.3, 0.1])
+    rb.sample()  # the one refresh
+    counts, expected = torch.zeros(sampler.index.capacity), torch.zeros(sampler.index.capacity)
+    for _ in range(2000):  # P changes with each draw for Curious Replay (counts): compare draw by draw
+        expected += sampler.probabilities()
+        rb.sample()
+        counts[sampler.last_sampled] += 1
+    live = expected > 0
+    # fixed seed; a correct sampler fails below p = 0.001 one time in a thousand
+    assert chisquare(counts[live].numpy(), expected[live].numpy() * counts.sum().item() / expected.sum().item()).pvalue > 1e-3
+    assert (counts[live] > 0).all()
+
+
+def test_slices_start_inside_the_drawn_trajectory():
+    torch.manual_seed(0)
+    rb, sampler = buffer(slice_len=4, batch=400)
+    rb.extend(episodes([2, 2, 9, 2, 3], [1.0] * 5))
+    for _ in range(5):
+        index = rb.sample(return_info=True)[1]["index"].reshape(100, 4)
+        chosen = sampler.last_sampled
+        first = sampler.index.slot_traj[index[:, 0]]
+        tail = index[:, 0] == len(rb) - 4  # moved back from the newest step: starts before it
+        assert ((first == chosen) | tail).all()
+        assert ((index[:, 1:] - index[:, :-1]) == 1).all()
 
 
 def test_importance_weights_like_torchrl():
@@ -159,21 +164,131 @@ def test_importance_weights_like_torchrl():
     rb.extend(episodes([3, 3, 3], [0.0, 1.0, 5.0]))
     measure(rb, sampler, recon=[0.0, 0.0, 0.0], value=[0.0, 0.0, 0.0])
     sample = rb.sample()
-    w = sample["priority_weight"]
-    assert w.shape == (8,) and (w > 0).all() and (w <= 1.0 + 1e-6).all()
     p = sampler.probabilities()
-    expected = (3 * p) ** -0.5 / (3 * p.min()) ** -0.5
-    first_steps = sample["index"].reshape(4, 2)[:, 0]  # a slice's weight is its chosen trajectory's
-    torch.testing.assert_close(w.reshape(4, 2), expected[sampler.step_traj[first_steps]][:, None].expand(4, 2))
+    live = p[p > 0]
+    expected = (3 * p[sampler.last_sampled]) ** -0.5 / (3 * live.min()) ** -0.5
+    torch.testing.assert_close(sample["priority_weight"].reshape(4, 2), expected.float()[:, None].expand(4, 2))
+
+
+def test_torchrl_priority_calls():
+    rb, sampler = buffer(slice_len=2, batch=4)
+    rb.extend(episodes([4, 4], [1.0, 2.0]))
+    sample = rb.sample()
+    sample["td_error"] = torch.full((4,), 2.0)
+    rb.update_tensordict_priority(sample)  # TorchRL's call: the priority_key as δ
+    drawn = set(sampler.index.slot_traj[sample["index"]].tolist())
+    got = dict(zip(stat(sampler, "id"), stat(sampler, "value_error")))
+    assert all(got[i] == 2.0 for i in drawn)
+    rb.update_priority(torch.arange(8), torch.full((8,), 4.0))  # a tensor: δ
+    rb.update_priority(torch.arange(8), torch.tensor(float("nan")))  # NaN: nothing measured
+    assert all(v in (4.0, pytest.approx(2.2)) for v in stat(sampler, "value_error"))
+    rb.add(TensorDict({"is_first": torch.tensor(False), "reward": torch.tensor(0.0), "step": torch.tensor(8)}, []))
+    assert stat(sampler, "length") == [4, 5]  # add() hands over TorchRL's default priority: no measurement
+    with pytest.raises(ValueError, match="values for"):
+        sampler.update_priority(torch.arange(2), torch.ones(3))
+    with pytest.raises(ValueError, match="carries none"):
+        sampler.update_priority(torch.arange(2), {"loss": torch.ones(2)})
+    with pytest.warns(UserWarning, match="infinite"):
+        sampler.update_priority(torch.arange(2), torch.tensor([math.inf, 1.0]))
+    assert sampler.nonfinite_errors == 1
+
+
+def collector_batch(envs=2, steps=40, seed=0):
+    """A [envs, steps] batch of a stock TorchRL collector on SerialEnv(CartPole) with InitTracker."""
+    from torchrl.collectors import Collector
+    from torchrl.envs import GymEnv, InitTracker, SerialEnv, TransformedEnv
+
+    env = TransformedEnv(SerialEnv(envs, lambda: GymEnv("CartPole-v1")), InitTracker())
+    env.set_seed(seed)
+    collector = Collector(env, None, frames_per_batch=envs * steps, total_frames=envs * steps * 3)
+    batches = list(collector)
+    collector.shutdown()
+    return batches
+
+
+def true_returns(batches):
+    """Per-episode returns (env, traj id) read straight from the collected data."""
+    out = {}
+    for batch in batches:
+        for e in range(batch.shape[0]):
+            ids, rewards = batch["collector", "traj_ids"][e], batch["next", "reward"][e].squeeze(-1)
+            for i in ids.unique().tolist():
+                out[i] = out.get(i, 0.0) + float(rewards[ids == i].sum())
+    return out
+
+
+def test_serial_env_batches_in_a_2d_storage_keep_envs_apart():
+    batches = collector_batch()
+    sampler = PrioritizedTrajectorySampler(8)  # TorchRL's default keys
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(2 * 200, ndim=2), sampler=sampler, batch_size=16)
+    for batch in batches:
+        rb.extend(batch)
+    truth = true_returns(batches)
+    assert sampler.num_trajectories == len(truth)
+    assert sorted(stat(sampler, "return")) == sorted(truth.values())
+    sample = rb.sample()
+    ids = sample["collector", "traj_ids"].reshape(2, 8)
+    env = sample["index"][..., 1].reshape(2, 8)
+    assert (env == env[:, :1]).all()  # a slice stays in one env's stream
+    # inside a slice the trajectory id only changes where an episode starts
+    change = ids[:, 1:] != ids[:, :-1]
+    assert (sample["is_init"].reshape(2, 8)[:, 1:][change]).all()
+    rb.update_tensordict_priority(sample.set("td_error", torch.ones(16)))
+
+
+def test_serial_env_batches_wrapping_a_2d_storage_keep_true_returns():
+    batches = collector_batch(steps=30)
+    sampler = PrioritizedTrajectorySampler(4)
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(2 * 50, ndim=2), sampler=sampler, batch_size=8)
+    for batch in batches:
+        rb.extend(batch)
+    stored = rb.storage[:]
+    live = stored["collector", "traj_ids"].unique().tolist()
+    truth = true_returns(batches)
+    got = sorted(stat(sampler, "return"))
+    assert got == sorted(truth[i] for i in live)
+    # stored returns: what is still in the storage of each live trajectory
+    ids, rewards = stored["collector", "traj_ids"].reshape(-1), stored["next", "reward"].reshape(-1)
+    assert sorted(stat(sampler, "stored_return")) == sorted(float(rewards[ids == i].sum()) for i in live)
+
+
+def test_layouts_it_cannot_read_are_refused():
+    batches = collector_batch(steps=20)
+    flat = PrioritizedTrajectorySampler(4, traj_key=("collector", "traj_ids"))
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(400), sampler=flat, batch_size=8)
+    rb.extend(batches[0].reshape(-1))
+    with pytest.raises(ValueError, match="not consecutive"):  # env 0's episode goes on after env 1's steps
+        rb.extend(batches[1].reshape(-1))
+    rows = TensorDictReplayBuffer(storage=LazyTensorStorage(10), sampler=PrioritizedTrajectorySampler(4), batch_size=8)
+    with pytest.raises(ValueError, match="one step per item"):
+        rows.extend(batches[0])  # a 1-D storage of [T] rollouts
+    with pytest.raises(RuntimeError, match="mark_update"):
+        PrioritizedTrajectorySampler(4).extend(torch.arange(3))  # a writer that never says what it wrote
+    with pytest.raises(ValueError, match="uniform_fraction"):
+        PrioritizedTrajectorySampler(4, uniform_fraction=1.5)
+    with pytest.raises(ValueError, match="weights"):
+        PrioritizedTrajectorySampler(4, lambda_eps=-1.0)
+    with pytest.raises(ValueError, match="unknown trajectory score"):
+        PrioritizedTrajectorySampler(4, score="best")
+
+
+def test_lane_writer_lanes_are_streams():
+    sampler = PrioritizedTrajectorySampler(2, lanes=2, **RECIPE_KEYS)
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(8), sampler=sampler, writer=LaneWriter(2), batch_size=4)
+    rb.extend(TensorDict({"is_first": torch.tensor([True, True, False, False]), "reward": torch.tensor([1., 10., 2., 20.]),
+                          "lane": torch.tensor([0, 1, 0, 1])}, [4]))
+    assert sorted(stat(sampler, "return")) == [3.0, 30.0]
+    index = rb.sample(return_info=True)[1]["index"].reshape(2, 2)
+    assert ((index // 4)[:, 0] == (index // 4)[:, 1]).all()
 
 
 def test_state_dict_round_trip():
-    rb, sampler = buffer(slice_len=2, batch=6)
+    rb, sampler = buffer(slice_len=2, batch=6, capacity=8)
     rb.extend(episodes([4, 3, 5], [1.0, -1.0, 2.0]))
-    measure(rb, sampler, recon=[1.0, 2.0, 3.0], value=[0.5, 0.1, 0.2])
-    state = sampler.state_dict()
-    clone = PrioritizedTrajectorySampler(2)
-    clone.load_state_dict(state)
+    measure(rb, sampler, recon=[2.0, 3.0], value=[0.1, 0.2])
+    rb.sample()
+    clone = PrioritizedTrajectorySampler(2, **RECIPE_KEYS)
+    clone.load_state_dict(sampler.state_dict())
     torch.testing.assert_close(clone.probabilities(), sampler.probabilities())
     torch.manual_seed(3)
     a = sampler.sample(rb.storage, 6)[0]
@@ -182,13 +297,5 @@ def test_state_dict_round_trip():
     assert a.tolist() == b.tolist()
 
 
-def test_traj_key_mode_and_bad_settings():
-    sampler = PrioritizedTrajectorySampler(1, traj_key="traj")
-    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(20), sampler=sampler, batch_size=1)
-    rb.extend(TensorDict({"traj": torch.tensor([7, 7, 8, 8, 8, 9]), "reward": torch.ones(6)}, [6]))
-    rb.sample()
-    assert sampler.length.tolist() == [2, 3, 1]
-    with pytest.raises(ValueError, match="uniform_fraction"):
-        PrioritizedTrajectorySampler(4, uniform_fraction=1.5)
-    with pytest.raises(ValueError, match="weights"):
-        PrioritizedTrajectorySampler(4, lambda_eps=-1.0)
+def test_xp_score_is_the_default():
+    assert isinstance(PrioritizedTrajectorySampler(4).score, XPScore)

@@ -102,8 +102,10 @@ def test_resume_refuses_a_changed_env_or_seed_unless_asked(tmp_path, run_config)
     assert json.loads((run_dir / "done").read_text())["env_steps"] == 112
 
 
-def test_prioritized_replay_run(tmp_path, run_config):
-    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "xp=prioritized", "steps=128", "eval.every=128", "logger.every=64")
+@pytest.mark.parametrize("overrides", [["xp.replay.score=xp"], ["xp.replay.score=curious", "envs=2"]])
+def test_prioritized_replay_run(tmp_path, run_config, overrides):
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "xp=prioritized", "steps=128", "eval.every=128", "logger.every=64",
+                     *overrides)
     run_dir = train_recipe.run(cfg)
     metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     logged = [m for m in metrics if "replay/effective_sample_size" in m]
@@ -155,7 +157,7 @@ def test_intrinsic_run_logs_lambda_and_resumes_the_scheduler(tmp_path, run_confi
 def test_full_xp_run(tmp_path, run_config):
     cfg = run_config(tmp_path, "env=gym/CartPole-v1", "xp=full", "xp.scheduler.name=return_average", "steps=128",
                  "eval.every=128", "logger.every=64")
-    assert cfg.xp.prioritized and cfg.xp.intrinsic and cfg.xp.replay.lambda_r == 0.1 and cfg.xp.ensemble.members == 5
+    assert cfg.xp.prioritized and cfg.xp.intrinsic and cfg.xp.replay.xp.lambda_r == 0.1 and cfg.xp.ensemble.members == 5
     run_dir = train_recipe.run(cfg)
     metrics = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     assert any("replay/effective_sample_size" in m for m in metrics)

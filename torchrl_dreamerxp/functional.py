@@ -183,19 +183,24 @@ def trajectory_priority(
     return (lambda_r + lambda_delta * value_error) * returns + lambda_eps * recon_error
 
 
-def intrinsic_reward(reward_preds: torch.Tensor, window: int) -> torch.Tensor:
+def intrinsic_reward(reward_preds: torch.Tensor, window: int, ends: torch.Tensor | None = None) -> torch.Tensor:
     """Latent reward disagreement: ensemble mean plus variance, averaged over a forward window.
 
-    With ``reward_preds`` of shape ``[K, ..., H]`` (K members, H imagined steps)::
+    With ``reward_preds`` of shape ``[K, ..., H]`` (K members, H steps, time last)::
 
         r̄_t = mean_k r̂_{k,t}
         v_t = (1/K)·Σ_k (r̂_{k,t} − r̄_t)²          (population variance)
         u_t = r̄_t + v_t
-        r_intr_t = mean(u_t, …, u_{min(t+window, H)−1})
+        r_intr_t = mean(u_t, …, u_{e−1}),  e = min(t + window, H, first end after t + 1)
 
-    The window is cut at the horizon and divided by the number of terms actually summed. (The
-    XP README writes Σ_{t'=t}^{t+L} with 1/L in front, i.e. L+1 terms over L; it is read here as the
-    mean over an L-step window.)
+    The window is cut at the horizon and after the first step ``t' ≥ t`` with ``ends[..., t']`` (the last
+    step of an episode), and divided by the number of terms actually summed. (The XP README writes
+    Σ_{t'=t}^{t+L} with 1/L in front, i.e. L+1 terms over L; it is read here as the mean over an L-step window.)
+
+    Args:
+        reward_preds: ``[K, ..., H]``.
+        window: steps averaged (≥ 1).
+        ends: optional ``[..., H]`` booleans, True on an episode's last step.
 
     Returns:
         ``[..., H]``.
@@ -203,6 +208,9 @@ def intrinsic_reward(reward_preds: torch.Tensor, window: int) -> torch.Tensor:
     Examples:
         >>> intrinsic_reward(torch.tensor([[0.0, 2.0], [2.0, 2.0]]), window=1)
         tensor([2., 2.])
+        >>> preds = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])  # no disagreement: u = r̄
+        >>> intrinsic_reward(preds, window=3), intrinsic_reward(preds, 3, ends=torch.tensor([True, False, False]))
+        (tensor([2.0000, 2.5000, 3.0000]), tensor([1.0000, 2.5000, 3.0000]))
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -212,10 +220,21 @@ def intrinsic_reward(reward_preds: torch.Tensor, window: int) -> torch.Tensor:
     var = reward_preds.var(0, unbiased=False)
     u = mean + var
     horizon = u.shape[-1]
-    csum = torch.nn.functional.pad(u.cumsum(-1), (1, 0))
-    t = torch.arange(horizon, device=u.device)
-    end = (t + window).clamp(max=horizon)
-    return (csum[..., end] - csum[..., t]) / (end - t).to(u.dtype)
+    if ends is None:
+        csum = torch.nn.functional.pad(u.cumsum(-1), (1, 0))
+        t = torch.arange(horizon, device=u.device)
+        end = (t + window).clamp(max=horizon)
+        return (csum[..., end] - csum[..., t]) / (end - t).to(u.dtype)
+    if ends.shape != u.shape:
+        raise ValueError(f"ends must be shaped like the steps {tuple(u.shape)}, got {tuple(ends.shape)}")
+    ends = ends.bool()
+    episode = ends.long().cumsum(-1) - ends.long()  # episodes ended before each step
+    total, count = torch.zeros_like(u), torch.zeros_like(u)
+    for k in range(min(window, horizon)):  # the window is short: one shifted sum per offset
+        same = (episode[..., k:] == episode[..., : horizon - k]).to(u.dtype)
+        total[..., : horizon - k] += u[..., k:] * same
+        count[..., : horizon - k] += same
+    return total / count
 
 
 def mix_rewards(r_ext: torch.Tensor, r_intr: torch.Tensor, lam: float | torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ class DreamerV3Loss(LossModule):
 
         prev_action: str = "prev_action"
         reward: str = "reward"
+        is_first: str = "is_first"
         is_terminal: str = "is_terminal"
         is_last: str = "is_last"
 
@@ -81,12 +82,14 @@ class DreamerV3Loss(LossModule):
 
         Step ``t`` stores ``prev_action``, the action that led to it; the transform scores the action taken at
         ``t``, which is the one stored at ``t + 1`` (the last step has none: its arrival reward is never used).
+        Windows stop at an episode start inside the slice (``is_first``), whose own step keeps its reward.
         """
         k = self.tensor_keys
         stored = data.get(k.prev_action)
         taken = torch.cat([stored[:, 1:], torch.zeros_like(stored[:, :1])], 1)
         td = TensorDict({"deter": deter.detach(), "stoch": stoch.detach(), "action": taken,
-                         "reward": data.get(k.reward).reshape(data.shape).float()}, data.shape)
+                         "reward": data.get(k.reward).reshape(data.shape).float(),
+                         "is_first": data.get(k.is_first).reshape(data.shape).bool()}, data.shape)
         return self.reward_transform(td).get("reward")
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:

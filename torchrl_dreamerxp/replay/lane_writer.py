@@ -69,6 +69,8 @@ class LaneWriter(Writer):
         self._storage.set(index, data.exclude(self.lane_key))  # also records the last cursor for dumps()
         # the storage reads rows [0, len): len must reach past the highest lane row written, not count rows
         self._storage._len = min(max(rows_before, int(index.max()) + 1), self._storage.max_size)
+        for entity in self._storage._attached_entities_iter():  # samplers that index rows as they are written
+            entity.mark_update(index)
         return index
 
     def add(self, data: TensorDictBase) -> int:

@@ -1,307 +1,391 @@
-"""DreamerV3-XP prioritized trajectory replay: trajectories sampled by return, model and critic error."""
+"""DreamerV3-XP prioritized trajectory replay: slices drawn from trajectories chosen by a pluggable score."""
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
-from torchrl.data.replay_buffers.samplers import Sampler
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torchrl._torchrl import MinSegmentTreeFp64, SumSegmentTreeFp64
+from torchrl.data.replay_buffers.samplers import PrioritizedSampler, Sampler
 from torchrl.data.replay_buffers.storages import Storage
 
-from ..functional import trajectory_priority
+from .trajectory_index import TrajectoryIndex
+from .trajectory_scores import TrajectoryScore, make_score
 
 __all__ = ["PrioritizedTrajectorySampler"]
 
+_QUANTITIES = ("recon_error", "value_error")
 
-class PrioritizedTrajectorySampler(Sampler):
-    """Samples slices of ``slice_len`` steps, each from a trajectory chosen by its XP score.
 
-    **Trajectories** are read from the stored steps: a step with ``is_first`` starts one (or, with
-    ``traj_key``, a change of trajectory id does). The one still being written is a trajectory too;
-    when a circular storage wraps, overwritten steps leave their trajectory (which dies with its last step).
+# A PrioritizedSampler subclass only so that TorchRL's buffers forward priorities to it
+# (``TensorDictReplayBuffer.update_tensordict_priority`` checks the type); none of its trees are used.
+class PrioritizedTrajectorySampler(PrioritizedSampler):
+    """Samples slices of ``slice_len`` steps, each from a trajectory drawn by its score.
 
-    **Per trajectory** it keeps ``R`` (sum of the stored extrinsic ``reward``), and exponential moving
-    averages (rate ``error_rate``) of the per-step reconstruction error ``ε`` and critic error ``δ`` of
-    the updates that used its steps, fed by :meth:`update_priority` with the sampled indices.
+    **Trajectories** are indexed when steps are written (:class:`~torchrl_dreamerxp.replay.TrajectoryIndex`:
+    the writer's indices, read once; overwritten steps leave their trajectory, which retires with its last
+    step). Per trajectory it keeps the task return ``R`` (sum of its finite rewards: the episode's return,
+    also after its oldest steps were overwritten), running averages
+    (rate ``error_rate``, the first value sets it) of the reconstruction error ε and critic error δ of the
+    updates that trained on its steps, and how many slices were drawn from it.
 
-    **Score and probabilities.** Over the live trajectories that have been measured, each of R, ε, δ
-    is min-max normalized to [0, 1] (a constant quantity becomes 0), then
+    **Probabilities.** ``P(i) = (1 − u)·s_i^α / Σ_j s_j^α + u / N`` over the N live trajectories, with
+    ``u = uniform_fraction`` (all uniform while every score is 0) and ``s`` the ``score``: ``"xp"``
+    (default, :class:`~torchrl_dreamerxp.replay.XPScore`: ``(λ_r + λ_δ·δ̂)·R̂ + λ_ε·ε̂`` on standardized,
+    squashed R, ε, δ; a trajectory with no ε nor δ yet enters at the current maximum), ``"curious"``
+    (:class:`~torchrl_dreamerxp.replay.CuriousScore`), ``"uniform"``, or a callable over the per-trajectory
+    statistics. ``s^α`` sits in sum trees over trajectory ids: drawing and priority updates are O(log n);
+    every ``refresh_every`` samples the score's normalization is recomputed over all live trajectories
+    (one vectorized pass). Non-finite values never enter: NaN errors are "not measured", infinite ones are
+    counted in ``nonfinite_errors``, non-finite rewards in ``nonfinite_rewards``.
 
-        s_i = (λ_r + λ_δ·δ̂_i)·R̂_i + λ_ε·ε̂_i        (functional.trajectory_priority; ≥ 0 by construction)
-        P(i) = (1 − u)·s_i^α / Σ_j s_j^α + u / N       (uniform if all scores are 0)
+    **Slices** start at a uniform stored step of the drawn trajectory and run on through the following
+    steps of its stream (a short trajectory's slice continues into the next episode of the same env, whose
+    ``init_key`` resets a recurrent model), moved back where they would pass the stream's newest step.
+    With ``importance_beta`` each step gets ``"priority_weight" = (P_min / P(i))^β`` of its slice's
+    trajectory (the slice is the unit drawn), as TorchRL's prioritized samplers write it.
 
-    with ``u = uniform_fraction`` so nothing starves. A trajectory not measured yet (new) scores the
-    current maximum. Non-finite errors (a diverging loss) are ignored and counted in
-    ``nonfinite_errors``, never stored. Probabilities are thus never negative or NaN.
+    **Priorities the TorchRL way.** ``rb.update_priority(index, tensor)`` feeds the tensor as the per-step
+    quantity ``tensor_priority`` (δ by default: what TorchRL losses write as ``"td_error"``);
+    ``rb.update_tensordict_priority(td)`` reads the buffer's ``priority_key`` (``"td_error"``) the same way;
+    :meth:`update_priority` with a TensorDict or mapping carries ``"recon_error"`` and/or ``"value_error"``
+    by name in one call. NaN entries (steps without an error) are skipped.
 
-    **Slices** start at a uniform step of the chosen trajectory and may run past its end into the
-    steps stored after it (short trajectories are kept, ``is_first`` resets the RSSM), shifted back
-    where they would pass the newest stored step. With ``importance_beta`` set, each step gets
-    ``"priority_weight" = (N·P(i))^(−β) / max_j (N·P(j))^(−β)``, as TorchRL's prioritized samplers.
-
-    Sampling costs O(#trajectories) vectorized work plus O(#new steps) to index what was written
-    since the last call; nothing scales with the number of stored steps in Python.
+    **Layouts.** A 1-D storage written in time order (one env), a ``LaneWriter``'s lanes (``lanes``), or a
+    2-D storage ``LazyTensorStorage(n, ndim=2)`` extended with ``[N, T]`` batches from ``SerialEnv``,
+    ``ParallelEnv`` or a multi-env collector (one stream per env, never merged). A storage whose items hold
+    several steps, or (with ``traj_key``) flattened envs whose trajectories interleave, raise an error.
 
     Args:
         slice_len: steps per slice (``T + context``).
-        lambda_r: score weight of the return (0.1).
-        lambda_delta: score weight of the critic error (0.4).
-        lambda_eps: score weight of the reconstruction error (0.5).
-        uniform_fraction: probability mass spread uniformly (0.1).
+        score: ``"xp"``, ``"curious"``, ``"uniform"``, a :class:`~torchrl_dreamerxp.replay.TrajectoryScore`
+            or a callable ``fn(stats) -> scores``.
+        score_kwargs: settings of a named score (e.g. ``lambda_r``, ``lambda_delta``, ``lambda_eps`` for ``xp``).
+        uniform_fraction: probability mass spread uniformly over live trajectories (0.1).
         alpha: exponent of the score (1.0).
-        error_rate: EMA rate of ε and δ per trajectory (0.1; the first measurement initialises it).
+        error_rate: rate of the running averages of ε and δ (0.1).
         importance_beta: exponent of the importance weights, ``None`` to write none.
-        reward_key: stored key summed into R.
-        is_first_key: stored key that marks trajectory starts.
-        traj_key: optional trajectory-id key used instead of ``is_first``.
+        reward_key: stored reward summed into R (TorchRL's ``("next", "reward")``).
+        init_key: stored flag of a trajectory's first step (``"is_init"``, from ``InitTracker``; may be absent).
+        done_key: stored flag of a trajectory's last step (``("next", "done")``; may be absent).
+        traj_key: optional stored trajectory id (e.g. ``("collector", "traj_ids")``).
+        tensor_priority: the quantity a plain tensor priority is: ``"value_error"`` or ``"recon_error"``.
+        lanes: lanes of a ``LaneWriter`` writing a 1-D storage.
+        refresh_every: samples between two recomputations of the score's normalization.
+        **score_settings: shorthand for ``score_kwargs``.
 
     Examples:
         >>> from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
-        >>> from tensordict import TensorDict
-        >>> sampler = PrioritizedTrajectorySampler(slice_len=4)
+        >>> sampler = PrioritizedTrajectorySampler(slice_len=4, reward_key="reward", init_key="is_first", done_key=None)
         >>> rb = TensorDictReplayBuffer(storage=LazyTensorStorage(100), sampler=sampler, batch_size=8)
         >>> is_first = torch.tensor([True, False, False, True, False, False, False, False])
         >>> _ = rb.extend(TensorDict({"is_first": is_first, "reward": torch.ones(8)}, [8]))
-        >>> batch, info = rb.sample(return_info=True)
-        >>> batch.shape, sampler.num_trajectories
-        (torch.Size([8]), 2)
-        >>> sampler.update_priority(info["index"], {"recon_error": torch.ones(8), "value_error": torch.ones(8)})
+        >>> sampler.num_trajectories, sampler.trajectory_stats()["return"].tolist()
+        (2, [3.0, 5.0])
+        >>> batch = rb.sample()
+        >>> batch["td_error"] = torch.ones(8)
+        >>> rb.update_tensordict_priority(batch)  # δ of the sampled steps, TorchRL's way
+        >>> sampler.update_priority(batch["index"], TensorDict(recon_error=torch.ones(8), batch_size=[8]))
     """
 
-    def __init__(self, slice_len: int, *, lambda_r: float = 0.1, lambda_delta: float = 0.4, lambda_eps: float = 0.5,
-                 uniform_fraction: float = 0.1, alpha: float = 1.0, error_rate: float = 0.1,
-                 importance_beta: float | None = None, reward_key: str = "reward", is_first_key: str = "is_first",
-                 traj_key: str | None = None):
-        super().__init__()
+    def __init__(self, slice_len: int, *, score: str | TrajectoryScore | Callable = "xp",
+                 score_kwargs: Mapping | None = None, uniform_fraction: float = 0.1, alpha: float = 1.0,
+                 error_rate: float = 0.1, importance_beta: float | None = None,
+                 reward_key: NestedKey = ("next", "reward"), init_key: NestedKey | None = "is_init",
+                 done_key: NestedKey | None = ("next", "done"), traj_key: NestedKey | None = None,
+                 tensor_priority: str = "value_error", lanes: int = 1, refresh_every: int = 100, **score_settings):
+        Sampler.__init__(self)
+        if int(slice_len) < 1:
+            raise ValueError(f"slice_len must be >= 1, got {slice_len}")
         if not 0.0 <= uniform_fraction <= 1.0:
             raise ValueError(f"uniform_fraction must be in [0, 1], got {uniform_fraction}")
         if alpha <= 0 or not 0 < error_rate <= 1:
             raise ValueError(f"alpha must be > 0 and error_rate in (0, 1], got {alpha}, {error_rate}")
-        if min(lambda_r, lambda_delta, lambda_eps) < 0:
-            raise ValueError("the score weights lambda_r, lambda_delta, lambda_eps must be >= 0")
-        self.slice_len = slice_len
-        self.lambda_r, self.lambda_delta, self.lambda_eps = lambda_r, lambda_delta, lambda_eps
-        self.uniform_fraction, self.alpha, self.error_rate = uniform_fraction, alpha, error_rate
-        self.importance_beta = importance_beta
-        self.reward_key, self.is_first_key, self.traj_key = reward_key, is_first_key, traj_key
+        if importance_beta is not None and importance_beta < 0:
+            raise ValueError(f"importance_beta must be >= 0 or None, got {importance_beta}")
+        if tensor_priority not in _QUANTITIES:
+            raise ValueError(f"tensor_priority must be one of {_QUANTITIES}, got {tensor_priority!r}")
+        if int(refresh_every) < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {refresh_every}")
+        self.slice_len, self.uniform_fraction, self.error_rate = int(slice_len), uniform_fraction, error_rate
+        self._alpha, self._beta, self._eps = alpha, importance_beta, 0.0  # PrioritizedSampler's names
+        self.importance_beta, self.tensor_priority, self.refresh_every = importance_beta, tensor_priority, int(refresh_every)
+        self.reduction = "max"  # how TorchRL reduces a priority with extra dims before handing it over
+        self.score = make_score(score, **{**dict(score_kwargs or {}), **score_settings})
+        self._keys = dict(reward_key=reward_key, init_key=init_key, done_key=done_key, traj_key=traj_key, lanes=lanes)
         self._empty()
 
-    # -- bookkeeping ----------------------------------------------------------------------------
-    def _empty(self):
-        self._pending: list[torch.Tensor] = []
-        self._cursor = 0  # next write position
-        self._size = 0  # stored steps
-        self.step_traj = torch.empty(0, dtype=torch.long)  # storage index -> trajectory id (-1: empty)
-        # per trajectory (grown on demand)
-        self.start = torch.empty(0, dtype=torch.long)  # storage index of its oldest stored step
-        self.length = torch.empty(0, dtype=torch.long)
-        self.ret = torch.empty(0)
-        self.recon = torch.empty(0)
-        self.value_err = torch.empty(0)
-        self.measured = torch.empty(0, dtype=torch.bool)
-        self.last_ext_id = None  # id in traj_key of the trajectory being written
-        self.nonfinite_errors = 0
-        self.sampled_newest = 0.0
+    @property
+    def default_priority(self) -> float:
+        return math.nan  # TorchRL hands this over for data without a priority: "not measured"
+
+    @property
+    def alpha(self) -> float:
+        return self._alpha
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(slice_len={self.slice_len}, score={type(self.score).__name__}, "
+                f"trajectories={self.num_trajectories})")
+
+    # -- state ------------------------------------------------------------------------------------
+    def _empty(self) -> None:
+        self.index = TrajectoryIndex(**self._keys)
+        self._trees: tuple | None = None
+        self.nonfinite_errors, self.samples, self.births = 0, 0, 0
+        self.max_mass: float | None = None  # the largest measured score^α (fresh trajectories enter there)
+        self._unannounced = 0  # steps marked by the writer and not yet announced by extend
+        self.last_sampled = torch.empty(0, dtype=torch.long)
+
+    def _allocate(self, capacity: int) -> None:
+        self.recon = torch.full((capacity,), math.nan, dtype=torch.double)
+        self.value_err = torch.full((capacity,), math.nan, dtype=torch.double)
+        self.count = torch.zeros(capacity, dtype=torch.long)
+        self.born = torch.zeros(capacity, dtype=torch.long)
+        self._build_trees()
+
+    def _build_trees(self) -> None:
+        capacity = self.index.capacity
+        self._trees = (SumSegmentTreeFp64(capacity), SumSegmentTreeFp64(capacity), MinSegmentTreeFp64(capacity))
 
     @property
     def num_trajectories(self) -> int:
-        return int((self.length > 0).sum())
+        return 0 if self.index.layout is None else int(self.index.alive().sum())
+
+    @property
+    def nonfinite_rewards(self) -> int:
+        return self.index.nonfinite_rewards
+
+    def trajectory_stats(self, ids: torch.Tensor | None = None) -> TensorDict:
+        """Per-trajectory statistics (what scores read), of ``ids`` or of every live trajectory in id order."""
+        if ids is None:
+            ids = self.index.alive().nonzero().squeeze(1)
+        return TensorDict({"return": self.index.ret[ids], "stored_return": self.index.stored_ret[ids], "recon_error": self.recon[ids],
+                           "value_error": self.value_err[ids], "length": self.index.length[ids],
+                           "count": self.count[ids], "id": ids}, [ids.numel()])
+
+    # -- writes (TorchRL calls mark_update from the writer, right after the rows are stored) ------------
+    def mark_update(self, index, *, storage: Storage | None = None) -> None:
+        if storage is None:
+            return
+        index = torch.as_tensor(index).long()
+        if index.ndim == 0:
+            index = index.reshape(1)
+        first = self.index.layout is None
+        changes = self.index.write(storage, index)
+        if first:
+            self._allocate(self.index.capacity)
+        new = changes["new"]
+        self.recon[new], self.value_err[new], self.count[new] = math.nan, math.nan, 0
+        self.born[new] = self.births + torch.arange(new.numel())
+        self.births += new.numel()
+        self._write_leaves(changes["changed"])
+        self._clear_leaves(changes["retired"])
+        self._unannounced += index.shape[0]
 
     def extend(self, index: torch.Tensor) -> None:
-        index = torch.as_tensor(index).reshape(-1)
-        if index.numel():
-            self._pending.append(index.clone())
+        index = torch.as_tensor(index)
+        self._announce(index.shape[0] if index.ndim else 1)
 
     def add(self, index: int) -> None:
-        self.extend(torch.tensor([index]))
+        self._announce(1)
 
-    def _grow(self, n_new: int) -> None:
-        n = self.start.numel() + n_new
-        pad = lambda x, v: torch.cat([x, torch.full((n - x.numel(),), v, dtype=x.dtype)])  # noqa: E731
-        self.start, self.length = pad(self.start, 0), pad(self.length, 0)
-        self.ret, self.recon, self.value_err = pad(self.ret, 0.0), pad(self.recon, 0.0), pad(self.value_err, 0.0)
-        self.measured = pad(self.measured, False)
+    def _announce(self, n: int) -> None:
+        if n > self._unannounced:
+            raise RuntimeError(
+                "PrioritizedTrajectorySampler indexes steps as the writer stores them, and this writer did not say "
+                "which rows it wrote (mark_update): use TorchRL's RoundRobinWriter/TensorDictRoundRobinWriter or LaneWriter")
+        self._unannounced -= n
 
-    def _ingest(self, storage: Storage) -> None:
-        """Index the steps written since the last call (vectorized over them)."""
-        # one write at a time: a later write may overwrite steps of an earlier one
-        pending, self._pending = self._pending, []
-        for index in pending:
-            self._ingest_write(storage, index)
+    # -- scores in the trees ------------------------------------------------------------------------
+    def _write_leaves(self, ids: torch.Tensor) -> None:
+        if not ids.numel():
+            return
+        stats = self.trajectory_stats(ids)
+        s = torch.nan_to_num(torch.as_tensor(self.score(stats), dtype=torch.double).reshape(-1), nan=0.0,
+                             posinf=0.0).clamp(min=0.0)
+        mass = s ** self.alpha
+        measured = ~(torch.isnan(stats["recon_error"]) & torch.isnan(stats["value_error"]))
+        if measured.any():
+            top = float(mass[measured].max())
+            self.max_mass = top if self.max_mass is None else max(self.max_mass, top)
+        if self.score.fresh_at_max:
+            mass = torch.where(measured, mass, torch.full_like(mass, self.max_mass or 1.0))
+        total, alive, low = self._trees
+        total[ids] = mass
+        alive[ids] = torch.ones_like(mass)
+        low[ids] = mass
 
-    def _ingest_write(self, storage: Storage, index: torch.Tensor) -> None:
-        capacity = storage.max_size
-        if self.step_traj.numel() != capacity:
-            self.step_traj = torch.full((capacity,), -1, dtype=torch.long)
-        keys = [self.reward_key, self.traj_key or self.is_first_key]
-        data = storage.get(index).select(*keys)
-        reward = data.get(self.reward_key).reshape(-1).float()
-        if self.traj_key is not None:
-            ext = data.get(self.traj_key).reshape(-1)
-            prev = torch.cat([torch.tensor([-1 if self.last_ext_id is None else self.last_ext_id]), ext[:-1]])
-            starts = ext != prev
-            self.last_ext_id = int(ext[-1])
-        else:
-            starts = data.get(self.is_first_key).reshape(-1).bool()
-        if self.start.numel() == 0:
-            starts[0] = True  # the very first stored step opens a trajectory whatever it says
-        # overwritten steps leave their trajectory; storage is overwritten oldest first, so a partly
-        # overwritten trajectory now starts right after its last overwritten step
-        old = self.step_traj[index]
-        was = old >= 0
-        if was.any():
-            n, ids = self.length.numel(), old[was]
-            self.length -= torch.bincount(ids, minlength=n)
-            last = torch.full((n,), -1, dtype=torch.long).scatter_reduce(
-                0, ids, torch.arange(index.numel())[was], reduce="amax")
-            hit = last >= 0
-            self.start[hit] = (index[last[hit]] + 1) % capacity
-        first_new = self.start.numel()
-        traj = (first_new - 1) + torch.cumsum(starts.long(), 0)  # steps before a start continue the last one
-        self._grow(int(starts.sum()))
-        n = self.length.numel()
-        self.step_traj[index] = traj
-        self.length += torch.bincount(traj, minlength=n)
-        self.ret.index_add_(0, traj, reward)
-        self.start[first_new:] = index[starts]
-        self._cursor = (int(index[-1]) + 1) % capacity
-        self._size = min(self._size + index.numel(), capacity)
+    def _clear_leaves(self, ids: torch.Tensor) -> None:
+        if ids.numel():
+            total, alive, low = self._trees
+            total[ids], alive[ids] = torch.zeros(ids.numel(), dtype=torch.double), torch.zeros(ids.numel(), dtype=torch.double)
+            low[ids] = torch.full((ids.numel(),), math.inf, dtype=torch.double)
 
-    # -- scores -----------------------------------------------------------------------------------
-    @staticmethod
-    def _minmax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if not mask.any():
-            return torch.zeros_like(x)
-        lo, hi = x[mask].min(), x[mask].max()
-        return ((x - lo) / (hi - lo)).clamp(0, 1) if hi > lo else torch.zeros_like(x)
-
-    def scores(self) -> torch.Tensor:
-        """XP score of every trajectory id (0 for dead ones)."""
-        alive = self.length > 0
-        known = alive & self.measured
-        s = trajectory_priority(self._minmax(self.ret, known), self._minmax(self.recon, known),
-                                self._minmax(self.value_err, known), self.lambda_r, self.lambda_delta, self.lambda_eps)
-        s = torch.where(known, s, torch.zeros_like(s))
-        fresh = alive & ~self.measured
-        top = s[known].max() if known.any() else torch.tensor(1.0)
-        s = torch.where(fresh, top.clamp(min=0.0), s)
-        return s
+    def refresh(self) -> None:
+        """Recompute the score's normalization over every live trajectory and rewrite all scores (O(n))."""
+        ids = self.index.alive().nonzero().squeeze(1)
+        stats = self.trajectory_stats(ids)
+        self.score.refresh(stats)
+        measured = ~(torch.isnan(stats["recon_error"]) & torch.isnan(stats["value_error"]))
+        s = torch.nan_to_num(torch.as_tensor(self.score(stats[measured]), dtype=torch.double), nan=0.0).clamp(min=0)
+        self.max_mass = float((s ** self.alpha).max()) if s.numel() else None
+        self._write_leaves(ids)
 
     def probabilities(self) -> torch.Tensor:
-        """Sampling probability of every trajectory id (sums to 1 over the live ones)."""
-        alive = self.length > 0
-        n = int(alive.sum())
-        if n == 0:
+        """``P(i)`` of every trajectory id (0 for unused ids; sums to 1)."""
+        if not self.num_trajectories:
             raise RuntimeError("no trajectory stored yet")
-        s = self.scores().clamp(min=0.0) ** self.alpha * alive
-        total = s.sum()
-        uniform = alive.float() / n
-        if not torch.isfinite(total) or total <= 0:
+        total, alive, _ = self._trees
+        ids = torch.arange(self.index.capacity)
+        mass, live = total[ids], alive[ids]
+        uniform = live / live.sum()
+        if mass.sum() <= 0:
             return uniform
-        return (1 - self.uniform_fraction) * s / total + self.uniform_fraction * uniform
+        return (1 - self.uniform_fraction) * mass / mass.sum() + self.uniform_fraction * uniform
 
-    # -- sampler API ------------------------------------------------------------------------------
-    def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict]:
+    # -- sampling -----------------------------------------------------------------------------------
+    def _draw(self, num: int) -> torch.Tensor:
+        total, alive, _ = self._trees
+        n = self.index.capacity
+        mass_sum, live_sum = total.query(0, n), alive.query(0, n)
+        u = self.uniform_fraction if mass_sum > 0 else 1.0
+        from_uniform = torch.rand(num) < u
+        target = torch.rand(num, dtype=torch.double) * (1 - 1e-12)
+        traj = torch.empty(num, dtype=torch.long)
+        if from_uniform.any():
+            traj[from_uniform] = torch.as_tensor(alive.scan_lower_bound(target[from_uniform] * live_sum)).long()
+        if (~from_uniform).any():
+            traj[~from_uniform] = torch.as_tensor(total.scan_lower_bound(target[~from_uniform] * mass_sum)).long()
+        return traj.clamp(max=n - 1)
+
+    def sample(self, storage: Storage, batch_size: int) -> tuple[Any, dict]:
         if batch_size % self.slice_len:
             raise ValueError(f"batch_size {batch_size} is not a multiple of slice_len {self.slice_len}")
-        self._ingest(storage)
-        capacity = storage.max_size
-        if self._size < self.slice_len:
-            raise RuntimeError(f"the storage holds {self._size} steps, fewer than one slice of {self.slice_len}")
-        probs = self.probabilities()
-        num = batch_size // self.slice_len
-        traj = torch.multinomial(probs, num, replacement=True)
-        offset = (torch.rand(num) * self.length[traj]).long()
-        # positions counted from the oldest stored step, so the window can be kept before the newest
-        oldest = self._cursor % capacity if self._size == capacity else 0
-        pos = (self.start[traj] + offset - oldest) % capacity
-        pos = pos.clamp(max=self._size - self.slice_len)
-        starts = (oldest + pos) % capacity
-        index = ((starts[:, None] + torch.arange(self.slice_len)) % capacity).reshape(-1)
-        alive_ids = (self.length > 0).nonzero().flatten()
-        newest = alive_ids[-max(1, len(alive_ids) // 10):]
-        self.sampled_newest = float(torch.isin(traj, newest).float().mean())
+        if not self.num_trajectories:
+            raise RuntimeError("no trajectory stored yet")
+        if self.samples % self.refresh_every == 0:
+            self.refresh()
+        self.samples += 1
+        traj = self._draw(batch_size // self.slice_len)
+        slots = self.index.windows(traj, self.slice_len).reshape(-1)
         info: dict[str, Any] = {}
         if self.importance_beta is not None:
-            n = len(alive_ids)
-            w = (n * probs[traj]) ** (-self.importance_beta)
-            w_max = ((n * probs[alive_ids].min()) ** (-self.importance_beta))
-            info["priority_weight"] = (w / w_max).repeat_interleave(self.slice_len)
-        return index, info
+            info["priority_weight"] = self._weights(traj).repeat_interleave(self.slice_len)
+        self.count.index_add_(0, traj, torch.ones_like(traj))
+        self._write_leaves(traj.unique())
+        self.last_sampled = traj
+        return self.index.storage_index(slots), info
 
-    def update_priority(self, index: torch.Tensor, priority: Any, *, storage: Storage | None = None) -> None:
-        """Fold per-step errors of the sampled ``index`` into their trajectories' running averages.
+    def _weights(self, traj: torch.Tensor) -> torch.Tensor:
+        total, alive, low = self._trees
+        n = self.index.capacity
+        mass_sum, live = total.query(0, n), alive.query(0, n)
+        u = self.uniform_fraction if mass_sum > 0 else 1.0
+        p = lambda mass: (1 - u) * mass / max(mass_sum, 1e-300) + u / live  # noqa: E731
+        p_min = p(torch.tensor(low.query(0, n), dtype=torch.double))
+        return (p_min / p(total[traj])).pow(self.importance_beta).float()
 
-        ``priority`` is a mapping with ``"recon_error"`` and/or ``"value_error"`` tensors of the same
-        number of elements as ``index`` (steps without an error, e.g. a slice's context step, may carry
-        NaN through ``index``'s shape: they are skipped but not counted as non-finite).
+    # -- priorities ---------------------------------------------------------------------------------
+    def _quantities(self, priority: Any) -> dict[str, torch.Tensor]:
+        if isinstance(priority, (TensorDictBase, Mapping)):
+            found = {key: priority[key] for key in _QUANTITIES if key in priority.keys()}
+            if not found:
+                raise ValueError(f"the priority carries none of {_QUANTITIES}: got keys {list(priority.keys())}")
+            return found
+        return {self.tensor_priority: torch.as_tensor(priority)}
+
+    def update_priority(self, index, priority: Any, *, storage: Storage | None = None) -> None:
+        """Fold the per-step errors of the steps at ``index`` into their trajectories' running averages.
+
+        ``priority`` is a tensor (the ``tensor_priority`` quantity) or a TensorDict/mapping with
+        ``"recon_error"`` and/or ``"value_error"``, one value per step of ``index`` (NaN: no value).
         """
-        index = torch.as_tensor(index).reshape(-1)
-        traj = self.step_traj[index] if self.step_traj.numel() else torch.full_like(index, -1)
-        touched = torch.zeros(self.start.numel(), dtype=torch.bool)
-        for key, store in (("recon_error", "recon"), ("value_error", "value_err")):
-            if key not in priority:
-                continue
-            err = torch.as_tensor(priority[key]).detach().reshape(-1).float().cpu()
-            if err.numel() != index.numel():
-                raise ValueError(f"{key} has {err.numel()} elements for {index.numel()} indices")
-            finite = torch.isfinite(err)
-            bad = int((~finite).sum())
-            if bad:
-                self.nonfinite_errors += bad
-                warnings.warn(f"PrioritizedTrajectorySampler ignored {bad} non-finite {key} values", stacklevel=2)
-            ok = finite & (traj >= 0)
+        if self.index.layout is None:
+            raise RuntimeError("update_priority before any step was stored")
+        slots = self.index.slots(index)
+        traj = self.index.slot_traj[slots]
+        touched = []
+        for key, values in self._quantities(priority).items():
+            err = torch.as_tensor(values).detach().reshape(-1).double().cpu()
+            if err.numel() == 1 and slots.numel() > 1:
+                err = err.expand(slots.numel())
+            if err.numel() != slots.numel():
+                raise ValueError(f"{key} has {err.numel()} values for {slots.numel()} indexed steps")
+            infinite = torch.isinf(err)
+            if infinite.any():
+                self.nonfinite_errors += int(infinite.sum())
+                warnings.warn(f"PrioritizedTrajectorySampler ignored {int(infinite.sum())} infinite {key} values",
+                              stacklevel=2)
+            ok = torch.isfinite(err) & (traj >= 0)
             if not ok.any():
                 continue
-            n = self.start.numel()
-            sums = torch.zeros(n).index_add_(0, traj[ok], err[ok])
-            counts = torch.bincount(traj[ok], minlength=n)
-            hit = counts > 0
-            mean = sums[hit] / counts[hit]
-            current = getattr(self, store)
-            first = ~self.measured[hit]
-            updated = torch.where(first, mean, current[hit] + self.error_rate * (mean - current[hit]))
-            current[hit] = updated
-            touched |= hit
-        self.measured |= touched
+            ids, inverse = traj[ok].unique(return_inverse=True)
+            mean = torch.zeros(ids.numel(), dtype=torch.double).index_add_(0, inverse, err[ok])
+            mean /= torch.bincount(inverse, minlength=ids.numel())
+            store = self.recon if key == "recon_error" else self.value_err
+            current = store[ids]
+            store[ids] = torch.where(torch.isnan(current), mean, current + self.error_rate * (mean - current))
+            touched.append(ids)
+        if touched:
+            self._write_leaves(torch.cat(touched).unique())
 
+    def update_tensordict_priority(self, data: TensorDictBase) -> None:
+        """The errors a TensorDict carries by name (``"recon_error"``, ``"value_error"``) at its ``"index"``."""
+        self.update_priority(data["index"], data.select(*[k for k in _QUANTITIES if k in data.keys()]).reshape(-1))
+
+    # -- logging --------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        """Logged by the recipe: score quantiles, share of samples from the newest 10%, ESS."""
-        alive = self.length > 0
-        if not alive.any():
+        """Logged by the recipe: score quantiles, share of draws from the newest 10%, ESS, counts."""
+        if not self.num_trajectories:
             return {}
-        s = self.scores()[alive]
-        q = torch.quantile(s, torch.tensor([0.05, 0.5, 0.95]))
-        p = self.probabilities()[alive]
+        ids = self.index.alive().nonzero().squeeze(1)
+        total = self._trees[0]
+        mass = total[ids]
+        q = torch.quantile(mass, torch.tensor([0.05, 0.5, 0.95], dtype=torch.double))
+        p = self.probabilities()[ids]
+        born = self.born[ids]
+        newest = ids[born >= torch.quantile(born.double(), 0.9)]
         return {
             "replay/score_p5": float(q[0]), "replay/score_p50": float(q[1]), "replay/score_p95": float(q[2]),
-            "replay/sampled_newest_10pct": self.sampled_newest,
+            "replay/sampled_newest_10pct": float(torch.isin(self.last_sampled, newest).float().mean())
+            if self.last_sampled.numel() else 0.0,
             "replay/effective_sample_size": float(1.0 / (p**2).sum()),
-            "replay/trajectories": float(alive.sum()),
+            "replay/trajectories": float(ids.numel()),
             "replay/nonfinite_errors": float(self.nonfinite_errors),
+            "replay/nonfinite_rewards": float(self.nonfinite_rewards),
         }
 
-    # -- persistence -----------------------------------------------------------------------------
-    _STATE = ("step_traj", "start", "length", "ret", "recon", "value_err", "measured")
-
+    # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {k: getattr(self, k).clone() for k in self._STATE}
-        state.update(cursor=self._cursor, size=self._size, pending=[p.clone() for p in self._pending],
-                     last_ext_id=self.last_ext_id, nonfinite_errors=self.nonfinite_errors)
+        state: dict[str, Any] = {"index": self.index.state_dict(), "score": self.score.state_dict(),
+                                 "nonfinite_errors": self.nonfinite_errors, "samples": self.samples,
+                                 "births": self.births, "max_mass": self.max_mass, "unannounced": self._unannounced,
+                                 "last_sampled": self.last_sampled.clone()}
+        if self.index.layout is not None:
+            state.update(recon=self.recon.clone(), value_err=self.value_err.clone(), count=self.count.clone(),
+                         born=self.born.clone())
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for k in self._STATE:
-            setattr(self, k, state_dict[k].clone())
-        self._cursor, self._size = state_dict["cursor"], state_dict["size"]
-        self._pending = [p.clone() for p in state_dict["pending"]]
-        self.last_ext_id = state_dict["last_ext_id"]
-        self.nonfinite_errors = state_dict["nonfinite_errors"]
+        self._empty()
+        self.index.load_state_dict(state_dict["index"])
+        self.score.load_state_dict(state_dict["score"])
+        self.nonfinite_errors, self.samples = int(state_dict["nonfinite_errors"]), int(state_dict["samples"])
+        self.births, self.max_mass = int(state_dict["births"]), state_dict["max_mass"]
+        self._unannounced, self.last_sampled = int(state_dict["unannounced"]), state_dict["last_sampled"].clone()
+        if self.index.layout is not None:
+            for key in ("recon", "value_err", "count", "born"):
+                setattr(self, key, state_dict[key].clone())
+            self._build_trees()
+            self._write_leaves(self.index.alive().nonzero().squeeze(1))  # the trees hold nothing else
 
-    def dumps(self, path):
+    def dumps(self, path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
         torch.save(self.state_dict(), Path(path) / "sampler.pt")
 
-    def loads(self, path):
-        self.load_state_dict(torch.load(Path(path) / "sampler.pt"))
+    def loads(self, path) -> None:
+        self.load_state_dict(torch.load(Path(path) / "sampler.pt", weights_only=True))

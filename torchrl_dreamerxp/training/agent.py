@@ -108,7 +108,8 @@ def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
     e, rssm = xp_cfg.ensemble, world_model.rssm
     ensemble = RewardEnsemble(rssm.deter, rssm.stoch, rssm.classes, shapes.action_dim, members=e.members,
                               units=e.units, layers=e.layers, mode=e.mode, reward_head=world_model.reward)
-    transform = IntrinsicRewardTransform(ensemble, scheduler_from_config(xp_cfg.scheduler), window=xp_cfg.window)
+    transform = IntrinsicRewardTransform.for_imagination(ensemble, scheduler_from_config(xp_cfg.scheduler), window=xp_cfg.window,
+                                                         init_key="is_first")  # replayed slices carry episode starts
     return ensemble, transform
 
 

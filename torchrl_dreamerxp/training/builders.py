@@ -78,10 +78,25 @@ def make_replay(cfg: DictConfig, capacity: int, scratch_dir: Path, local_batch: 
     lanes = replay_lanes(cfg)
     storage = (LazyMemmapStorage(capacity, scratch_dir=scratch_dir) if capacity > cfg.replay_memmap_above
                else LazyTensorStorage(capacity, device="cpu"))
-    sampler = (PrioritizedTrajectorySampler(slice_len, **cfg.xp.replay) if cfg.xp.prioritized
-               else ContiguousSliceSampler(slice_len, lanes=lanes))
+    sampler = prioritized_sampler(cfg.xp.replay, slice_len, lanes) if cfg.xp.prioritized else \
+        ContiguousSliceSampler(slice_len, lanes=lanes)
     writer = {"writer": LaneWriter(lanes, "lane")} if lanes > 1 else {}
     return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=local_batch * slice_len, **writer)
+
+
+def prioritized_sampler(replay_cfg: DictConfig, slice_len: int, lanes: int) -> PrioritizedTrajectorySampler:
+    """The XP sampler ``xp.replay`` describes, on the recipe's stored keys (one lane per env).
+
+    Examples:
+        >>> cfg = OmegaConf.create({"score": "curious", "curious": {"c": 10.0}, "uniform_fraction": 0.1, "alpha": 1.0,
+        ...                         "error_rate": 0.1, "refresh_every": 100})
+        >>> prioritized_sampler(cfg, slice_len=8, lanes=2).score.c
+        10.0
+    """
+    settings = {key: replay_cfg[key] for key in ("uniform_fraction", "alpha", "error_rate", "refresh_every")}
+    return PrioritizedTrajectorySampler(
+        slice_len, score=replay_cfg.score, score_kwargs=dict(replay_cfg.get(replay_cfg.score) or {}), lanes=lanes,
+        reward_key="reward", init_key="is_first", done_key="is_last", **settings)
 
 
 def with_transforms(env, *transforms):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from ..replay.trajectory_scores import make_score
 from ..schedulers import scheduler_from_config
 from .config_schema import ConfigError, schema_problems, xp_methods
 from .presets import PLACEHOLDER, apply_family_defaults
@@ -31,8 +32,6 @@ def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
     if ok("envs", "frames_per_batch") and cfg.frames_per_batch % cfg.envs:
         problems.append(f"frames_per_batch={cfg.frames_per_batch}: must be a multiple of envs={cfg.envs} "
                         f"(each env steps frames_per_batch / envs times per round)")
-    if ok("envs", "xp.prioritized") and cfg.envs > 1 and xp.prioritized:
-        problems.append(f"envs={cfg.envs}: the prioritized trajectory sampler reads one stream of steps (envs=1)")
     if ok("model.deter", "model.blocks") and cfg.model.deter % cfg.model.blocks:
         problems.append(f"model.deter={cfg.model.deter}: must be divisible by model.blocks={cfg.model.blocks}")
     if ok("xp.intrinsic", "xp.scheduler", "xp.scheduler.name") and xp.intrinsic:
@@ -40,6 +39,11 @@ def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
             scheduler_from_config(xp.scheduler)
         except (ValueError, TypeError) as err:
             problems.append(f"xp.scheduler.{xp.scheduler.name}: {err}")
+    if ok("xp.prioritized", "xp.replay", "xp.replay.score") and xp.prioritized:
+        try:
+            make_score(xp.replay.score, **(xp.replay.get(xp.replay.score) or {}))
+        except (ValueError, TypeError) as err:
+            problems.append(f"xp.replay.{xp.replay.score}: {err}")
     if ok("collector.backend", "collector.workers", "frames_per_batch") and cfg.collector.backend == "ray":
         from .ray_collection import ray_config_problems
 

@@ -19,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from ..paths import config_dir
+from ..replay.trajectory_scores import SCORE_NAMES
 from ..schedulers import SCHEDULER_NAMES
 from .disk_space import nearest_existing
 
@@ -147,12 +148,14 @@ class ModelConfig:
 class ReplayConfig:
     """``xp.replay``: the prioritized trajectory sampler's settings."""
 
-    lambda_r: float = ranged(Rule.number(0))
-    lambda_delta: float = ranged(Rule.number(0))
-    lambda_eps: float = ranged(Rule.number(0))
+    score: str = ranged(Rule.one_of(*SCORE_NAMES, words=", ".join(SCORE_NAMES)))
+    xp: Dict[str, Any] = field(default_factory=dict)  # each score's constructor arguments (checked there)
+    curious: Dict[str, Any] = field(default_factory=dict)
+    uniform: Dict[str, Any] = field(default_factory=dict)
     uniform_fraction: float = ranged(Rule.number(0, 1))
     alpha: float = ranged(POSITIVE)
     error_rate: float = ranged(Rule.number(0, 1, lo_open=True))
+    refresh_every: int = ranged(Rule.integer(1, "(samples)"))
 
 
 @dataclass

@@ -30,8 +30,6 @@ def ray_config_problems(cfg) -> list[str]:
                         f"collector.workers={cfg.collector.workers}")
     if cfg.envs != 1:
         problems.append("envs must be 1 (each Ray worker steps one env; use collector.workers)")
-    if cfg.xp.prioritized:
-        problems.append(f"xp={cfg.xp.get('name')}: the prioritized trajectory sampler reads one stream of steps")
     if cfg.device != "cpu":
         problems.append("device must be cpu (the workers step CPU copies of the policy)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

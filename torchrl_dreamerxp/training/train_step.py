@@ -56,8 +56,7 @@ def train_step(learner: Learner, replay: ReplayBuffer, state: RunState, *, batch
     write_back_states(replay, index, feedback["deter"], feedback["stoch"])
     sampler = replay.sampler
     if isinstance(sampler, PrioritizedTrajectorySampler):  # XP: trajectory scores follow the trained steps' errors
-        sampler.update_priority(index, {"recon_error": feedback["recon_error"]})
-        sampler.update_priority(index[:, :-1], {"value_error": feedback["value_error"][:, :-1]})
+        sampler.update_priority(index, feedback.select("recon_error", "value_error"))  # one call, both quantities
     if learner.reward_transform is not None:  # XP: λ moves with training (and finished returns)
         metrics["lambda_next"] = learner.reward_transform.scheduler.step(state.unscheduled_returns)
         state.unscheduled_returns = []
