@@ -181,22 +181,35 @@ def test_exponential_decay_hand_computed_curve_and_bounds():
 
 
 def test_return_moving_average_hand_computed_and_bounded():
-    s = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, slow_rate=0.25, step_size=0.1,
-                                  tolerance=0.5)
-    assert s.step([]) == 0.5  # nothing finished: no change
-    assert s.step([0.0]) == 0.5  # the first return only initialises the averages
-    # fast 4, slow 2, spread 0.25·|8 − 2| = 1.5: 4 − 2 > 0.5·1.5 -> up
-    assert s.step([8.0]) == pytest.approx(0.6)
+    s = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, slow_rate=0.25, tolerance=0.5,
+                                  lam_rate=0.5)
+    assert s.step([]) == pytest.approx(0.4)  # no return yet: the target is lam_min, half the way there
+    assert s.step([0.0]) == pytest.approx(0.35)  # the first return only initialises the averages
+    # fast 4, slow 2, spread 0.25·|8 − 2| = 1.5: 4 − 2 > 0.5·1.5 -> improving, target 0.6
+    assert s.step([8.0]) == pytest.approx(0.475)
     assert (s.fast, s.slow, s.dev) == (4.0, 2.0, 1.5)
-    assert s.step([8.0]) == pytest.approx(0.6)  # fast 6, slow 3.5, spread 2.25: improving, held at lam_max
-    assert s.step([4.0]) == pytest.approx(0.6)  # fast 5, slow 3.625, spread 1.78125: 1.375 > 0.89 improving
-    assert s.step([0.0]) == pytest.approx(0.5)  # fast 2.5, slow 2.71875: falling -> down
-    assert (s.fast, s.slow, s.dev) == (2.5, 2.71875, 2.015625)
-    assert s.step([0.0, 0.0, 0.0]) == pytest.approx(0.3)  # down twice more, held at lam_min
-    assert s.step([float("nan")]) == pytest.approx(0.3)  # a non-finite return is ignored
-    t = ReturnMovingAverageWeight(lam_init=0.5, lam_min=0.3, lam_max=0.6, rate=0.5, slow_rate=0.25)
-    t.load_state_dict(s.state_dict())
-    assert (t.value, t.fast, t.slow, t.dev, t.updates) == (s.value, s.fast, s.slow, s.dev, s.updates)
+    assert s.step([0.0]) == pytest.approx(0.3875)  # fast 2, slow 1.5, spread 1.5: 0.5 < 0.75, stalled -> 0.3
+    assert s.step([float("nan")]) == pytest.approx(0.34375)  # a non-finite return is ignored; λ still moves
+    t = ReturnMovingAverageWeight()
+    t.load_state_dict(s.state_dict())  # hyperparameters come with the state
+    assert (t.value, t.fast, t.slow, t.dev, t.updates, t.lam_rate, t.lam_max) == (s.value, s.fast, s.slow, s.dev,
+                                                                                    s.updates, 0.5, 0.6)
+    assert t.step([0.0]) == s.step([0.0])
+
+
+def test_return_moving_average_moves_by_a_rate_per_update_whatever_the_episodes():
+    s = ReturnMovingAverageWeight(lam_init=0.0, lam_rate=0.01, rate=0.5, slow_rate=0.1)
+    lams = [s.step([float(i) for i in range(k * 50, k * 50 + 50)]) for k in range(5)]  # 50 improving episodes each
+    assert lams[0] == pytest.approx(0.01) and all(b - a <= 0.01 for a, b in zip([0.0] + lams, lams))
+
+
+def test_a_solved_task_keeps_lambda_extrinsic():
+    s = ReturnMovingAverageWeight(lam_init=1.0, lam_rate=0.01, solved_return=475.0)
+    lams = [s.step([500.0]) for _ in range(2000)]  # CartPole solved: the same return every episode
+    assert min(lams) == 1.0
+    stuck = ReturnMovingAverageWeight(lam_init=1.0, lam_rate=0.01, solved_return=-110.0)
+    lams = [stuck.step([-200.0]) for _ in range(2000)]  # MountainCar stuck at -200: explore
+    assert lams[-1] < 0.01
 
 
 @pytest.mark.parametrize("skew", ["symmetric", "right", "left"])
@@ -205,16 +218,16 @@ def test_return_moving_average_lowers_lambda_on_a_noisy_plateau(skew):
     gen = torch.Generator().manual_seed(0)
     noise = {"symmetric": torch.randn(2000, generator=gen), "right": torch.rand(2000, generator=gen) ** 4,
              "left": -torch.rand(2000, generator=gen) ** 4}[skew]
-    s = ReturnMovingAverageWeight(lam_init=0.5)
+    s = ReturnMovingAverageWeight(lam_init=0.5, lam_rate=0.01)
     lams = [s.step([100.0 + 10.0 * float(x)]) for x in noise]
     assert sum(lams[-500:]) / 500 < 0.1
 
 
 def test_return_moving_average_raises_lambda_while_returns_improve():
     gen = torch.Generator().manual_seed(0)
-    s = ReturnMovingAverageWeight(lam_init=0.0)
+    s = ReturnMovingAverageWeight(lam_init=0.0, lam_rate=0.01)
     lams = [s.step([float(i) + 5.0 * float(torch.randn(1, generator=gen))]) for i in range(600)]
-    assert lams[-1] == 1.0 and sum(lams[-300:]) / 300 > 0.9
+    assert lams[-1] > 0.95 and sum(lams[-300:]) / 300 > 0.9
 
 
 def test_scheduler_state_round_trip_and_constant():
@@ -233,6 +246,8 @@ def test_scheduler_state_round_trip_and_constant():
     ("exponential", {"lam_end": -1.0}), ("exponential", {"decay_steps": 0}), ("return_average", {"lam_min": -0.5}),
     ("return_average", {"lam_max": 1.2}), ("return_average", {"lam_min": 0.8, "lam_max": 0.2}),
     ("return_average", {"rate": 0.0}), ("return_average", {"rate": 0.01, "slow_rate": 0.1}), ("nope", {}),
+    ("return_average", {"lam_init": 0.9, "lam_max": 0.8}), ("return_average", {"lam_rate": 0.0}),
+    ("return_average", {"solved_return": float("inf")}), ("exponential", {"lam_start": 0.9, "lam_end": 0.5}),
 ])
 def test_schedulers_reject_bad_settings(name, kwargs):
     with pytest.raises(ValueError):
