@@ -19,9 +19,29 @@ def test_world_model_from_a_torchrl_collector():
     assert last < first  # the world model learns
 
 
-def test_prioritized_sampler_in_a_plain_replay_buffer():
-    out = run(EXAMPLES / "prioritized_sampler_other_algo.py")
-    assert "a batch of (8, 10) slices" in out and "replay/effective_sample_size" in out
+def measured(out: str) -> tuple[int, int]:
+    line = next(line for line in out.splitlines() if line.startswith("episodes in replay"))
+    return int(line.split("replay ")[1].split(",")[0]), int(line.split("measured ")[1].split(";")[0])
+
+
+def test_dqn_on_serial_env_with_the_xp_sampler_and_transform():
+    out = run(EXAMPLES / "dqn_serial_env_cartpole.py", "--frames", "2000")
+    episodes, with_delta = measured(out)
+    assert episodes > 20 and with_delta > 0  # DQNLoss's td_error reached the trajectories
+    lams = [float(line.split("λ = ")[1].split()[0]) for line in out.splitlines() if line.startswith("frames")]
+    assert lams and all(0.5 <= lam < 1.0 for lam in lams) and "greedy return" in out
+
+
+def test_sac_on_pendulum_with_the_xp_sampler_and_transform():
+    out = run(EXAMPLES / "sac_pendulum.py", "--frames", "1600")
+    episodes, with_delta = measured(out)
+    assert episodes == 8 and with_delta > 0 and "policy return" in out
+
+
+def test_model_based_env_driven_by_the_tensordict_modules():
+    out = run(EXAMPLES / "model_based_env.py")
+    line = next(line for line in out.splitlines() if line.startswith("imagined"))
+    assert line.startswith("imagined (8, 15)") and float(line.split("intrinsic ")[1].split(")")[0]) > 0
 
 
 def test_intrinsic_reward_transform_with_a_scheduler():

@@ -21,7 +21,7 @@ def main():
     torch.manual_seed(0)
     ensemble = RewardEnsemble(DETER, STOCH, CLASSES, ACTIONS, members=5, units=32, layers=2, mode="reward")
     scheduler = ExponentialDecayWeight(lam_start=0.2, lam_end=1.0, decay_steps=100)
-    transform = IntrinsicRewardTransform(ensemble, scheduler, window=5)
+    transform = IntrinsicRewardTransform.for_imagination(ensemble, scheduler, window=5)
     stoch = torch.nn.functional.one_hot(torch.randint(CLASSES, (N, H + 1, STOCH)), CLASSES).float()
     imagined = TensorDict({"deter": torch.randn(N, H + 1, DETER), "stoch": stoch,
                            "action": torch.randn(N, H + 1, ACTIONS).tanh(), "reward": torch.ones(N, H + 1)}, [N, H + 1])

@@ -1,4 +1,4 @@
-"""Networks of DreamerV3-XP: RSSM, encoder/decoder, heads, actor, imagination, reward ensemble."""
+"""Networks of DreamerV3-XP: RSSM, encoder/decoder, heads, actor, imagination, reward ensemble, and their TensorDict faces."""
 from .actor import Actor
 from .decoder import Decoder
 from .encoder import Encoder
@@ -9,5 +9,7 @@ from .layers import MLP, BlockLinear
 from .reward_ensemble import EnsembleMLP, RewardEnsemble
 from .rssm import RSSM
 from .world_model import WorldModel
+from .tensordict_modules import DreamerModelEnv, RewardEnsembleModule, RSSMImagineStep, RSSMObserveStep, WorldModelStep
 
-__all__ = ["Actor", "BlockLinear", "ContinueHead", "Decoder", "DreamerPolicy", "Encoder", "EnsembleMLP", "Imagination", "MLP", "RSSM", "RewardEnsemble", "TwoHotHead", "WorldModel"]
+__all__ = ["Actor", "BlockLinear", "ContinueHead", "Decoder", "DreamerPolicy", "Encoder", "EnsembleMLP", "Imagination", "MLP", "RSSM", "RSSMImagineStep", "RSSMObserveStep",
+           "RewardEnsemble", "RewardEnsembleModule", "TwoHotHead", "WorldModel", "WorldModelStep", "DreamerModelEnv"]
