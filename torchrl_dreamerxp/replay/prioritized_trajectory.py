@@ -153,7 +153,8 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
 
     @property
     def num_trajectories(self) -> int:
-        return 0 if self.index.layout is None else int(self.index.alive().sum())
+        """Live trajectories (from the sum tree of live ids: O(log n), not a scan)."""
+        return 0 if self._trees is None else int(round(self._trees[1].query(0, self.index.capacity)))
 
     @property
     def nonfinite_rewards(self) -> int:
