@@ -28,6 +28,7 @@ from torchrl_dreamerxp.training.checkpointer import Checkpointer
 from torchrl_dreamerxp.training.config_check import validate_config
 from torchrl_dreamerxp.training.distributed import init_distributed
 from torchrl_dreamerxp.training.evaluation import evaluate
+from torchrl_dreamerxp.training.exact_resume import CollectionLog, set_env_rng_state
 from torchrl_dreamerxp.training.layout import extend_replay
 from torchrl_dreamerxp.training.logging import NullLogger, RunLogger, plot_returns
 from torchrl_dreamerxp.training.progress import Progress
@@ -75,6 +76,11 @@ def run(cfg: DictConfig) -> Path:
     ratio = TrainRatio(cfg.train_ratio, cfg.batch_size * cfg.batch_length)
     resumed = checkpointer.restore(learner, replay, state, cfg.seed)
     ratio.load_state_dict(state.ratio)
+    # one local env resumes exactly: its actions so far are recorded and replayed (training/exact_resume.py)
+    saved = checkpointer.collection
+    log = CollectionLog(saved["actions"] if saved else None) if cfg.envs == 1 and env is not None else None
+    if saved:
+        set_env_rng_state(eval_env, saved["eval_rng"])
     started, wall_before = time.time(), state.wall_time_s  # wall time summed over resumes
     logger = (RunLogger(run_dir, cfg, resume_step=state.env_steps if resumed else None,
                         action_repeat=action_repeat(cfg.env, **cfg.env_kwargs)) if dist.is_main else NullLogger())
@@ -112,14 +118,18 @@ def run(cfg: DictConfig) -> Path:
     # --- the loop: collect a round, store it, checkpoint when due, then its updates, logs and evaluation ---
     if resumed:  # the checkpoint came before its round's updates: redo them from the same state, replay and RNG
         learn_and_report(state.round_returns, 0)
-    for batch in make_collector(cfg, env, policy, state, rank, world):
+    for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved if log else None):
+        if log is not None:
+            log.record(batch)
         finished = extend_replay(replay, batch, state, wm, world_size=world,
                                  lane_key="lane" if replay_lanes(cfg) > 1 else None,
                                  track_returns=learner.reward_transform is not None)
         if checkpointer.due(state, cfg.steps):
             state.ratio, state.round_returns = ratio.state_dict(), finished
             state.wall_time_s = wall_before + time.time() - started
-            logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state) / 1e6}, state.env_steps)
+            collection = log.state_dict(eval_env) if log is not None else None
+            logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state, collection) / 1e6},
+                       state.env_steps)
         learn_and_report(finished, batch.numel() * world)
         if state.env_steps >= cfg.steps:
             break

@@ -254,11 +254,11 @@ def test_serial_env_batches_wrapping_a_2d_storage_keep_true_returns():
 
 def test_layouts_it_cannot_read_are_refused():
     batches = collector_batch(steps=20)
-    flat = PrioritizedTrajectorySampler(4, traj_key=("collector", "traj_ids"))
-    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(400), sampler=flat, batch_size=8)
-    rb.extend(batches[0].reshape(-1))
-    with pytest.raises(ValueError, match="not consecutive"):  # env 0's episode goes on after env 1's steps
-        rb.extend(batches[1].reshape(-1))
+    for flat in (PrioritizedTrajectorySampler(4), PrioritizedTrajectorySampler(4, traj_key=("collector", "traj_ids"))):
+        rb = TensorDictReplayBuffer(storage=LazyTensorStorage(400), sampler=flat, batch_size=8)
+        rb.extend(batches[0].reshape(-1))
+        with pytest.raises(ValueError, match="not consecutive"):  # env 0's episode goes on after env 1's steps
+            rb.extend(batches[1].reshape(-1))
     rows = TensorDictReplayBuffer(storage=LazyTensorStorage(10), sampler=PrioritizedTrajectorySampler(4), batch_size=8)
     with pytest.raises(ValueError, match="one step per item"):
         rows.extend(batches[0])  # a 1-D storage of [T] rollouts
@@ -299,3 +299,11 @@ def test_state_dict_round_trip():
 
 def test_xp_score_is_the_default():
     assert isinstance(PrioritizedTrajectorySampler(4).score, XPScore)
+
+
+def test_one_trajectory_and_one_live_id():
+    rb, sampler = buffer(capacity=8, slice_len=2, batch=4, importance_beta=0.5)
+    rb.extend(episodes([8], [1.0]))
+    sample = rb.sample()
+    assert sampler.probabilities()[sampler.last_sampled].tolist() == [1.0, 1.0]
+    assert sample["priority_weight"].tolist() == [1.0] * 4 and sampler.stats()["replay/trajectories"] == 1.0

@@ -33,9 +33,9 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
         updates.append(out[0])  # the metrics
         return out
 
-    def recording_save(directory, learner, replay, counters, keep=3):
+    def recording_save(directory, learner, replay, counters, keep=3, collection=None):
         saved[counters["env_steps"]] = fingerprint(learner, replay)
-        return save(directory, learner, replay, counters, keep=keep)
+        return save(directory, learner, replay, counters, keep=keep, collection=collection)
 
     def recording_load(path, learner, replay):
         counters = load(path, learner, replay)
@@ -142,3 +142,36 @@ def test_resume_keeps_every_evaluation_when_intervals_do_not_align_with_rounds(t
 
     assert eval_steps(uninterrupted) == eval_steps(crashed) == ["48", "80", "128", "160"]
     assert logged_steps(uninterrupted) == logged_steps(crashed)
+
+
+def test_an_interrupted_run_resumes_update_for_update(tmp_path, monkeypatch, run_config):
+    """One CartPole env: stopped right after a checkpoint mid-episode, resumed, the run gives the same losses
+    and evaluation returns as the run that was never stopped (the env is replayed to where it was)."""
+    common = ["steps=256", "checkpoint_every=96", "eval.every=64", "eval.episodes=2", "logger.every=32"]
+    losses = []
+    update = Learner.update
+
+    def recording_update(self, batch):
+        out = update(self, batch)
+        losses.append(sum(float(v) for k, v in out[0].items() if k.startswith("loss_")))
+        return out
+
+    monkeypatch.setattr(Learner, "update", recording_update)
+    train_recipe.run(run_config(tmp_path / "whole", *common))
+    whole, losses[:] = list(losses), []
+
+    save = checkpointer.Checkpointer.save
+
+    def save_then_stop(self, *args, **kwargs):
+        size = save(self, *args, **kwargs)
+        raise KeyboardInterrupt  # stopped after the checkpoint, before its round's updates
+    monkeypatch.setattr(checkpointer.Checkpointer, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_recipe.run(run_config(tmp_path / "stopped", *common))
+    monkeypatch.setattr(checkpointer.Checkpointer, "save", save)
+    before = len(losses)
+    train_recipe.run(run_config(tmp_path / "stopped", *common, "resume=true"))
+    assert before > 0 and len(losses) == len(whole)
+    assert losses == whole  # update for update, to the last bit
+    evals = [(tmp_path / name / "eval.csv").read_text() for name in ("whole", "stopped")]
+    assert evals[0] == evals[1] and evals[0].count("\n") >= 4

@@ -21,6 +21,11 @@ __all__ = ["PrioritizedTrajectorySampler"]
 _QUANTITIES = ("recon_error", "value_error")
 
 
+def _leaves(tree, ids: torch.Tensor) -> torch.Tensor:
+    """A segment tree's leaves at ``ids`` as a tensor (the tree gives a bare float for a single id)."""
+    return torch.as_tensor(tree[ids], dtype=torch.double).reshape(-1)
+
+
 # A PrioritizedSampler subclass only so that TorchRL's buffers forward priorities to it
 # (``TensorDictReplayBuffer.update_tensordict_priority`` checks the type); none of its trees are used.
 class PrioritizedTrajectorySampler(PrioritizedSampler):
@@ -72,7 +77,9 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         reward_key: stored reward summed into R (TorchRL's ``("next", "reward")``).
         init_key: stored flag of a trajectory's first step (``"is_init"``, from ``InitTracker``; may be absent).
         done_key: stored flag of a trajectory's last step (``("next", "done")``; may be absent).
-        traj_key: optional stored trajectory id (e.g. ``("collector", "traj_ids")``).
+        traj_key: stored trajectory id (``("collector", "traj_ids")``, what TorchRL collectors write; may be
+            absent). Where present, a change of id starts a trajectory, and steps of one trajectory written after
+            another's (envs flattened into one stream) raise an error instead of merging silently.
         tensor_priority: the quantity a plain tensor priority is: ``"value_error"`` or ``"recon_error"``.
         lanes: lanes of a ``LaneWriter`` writing a 1-D storage.
         refresh_every: samples between two recomputations of the score's normalization.
@@ -96,7 +103,8 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
                  score_kwargs: Mapping | None = None, uniform_fraction: float = 0.1, alpha: float = 1.0,
                  error_rate: float = 0.1, importance_beta: float | None = None,
                  reward_key: NestedKey = ("next", "reward"), init_key: NestedKey | None = "is_init",
-                 done_key: NestedKey | None = ("next", "done"), traj_key: NestedKey | None = None,
+                 done_key: NestedKey | None = ("next", "done"),
+                 traj_key: NestedKey | None = ("collector", "traj_ids"),
                  tensor_priority: str = "value_error", lanes: int = 1, refresh_every: int = 100, **score_settings):
         Sampler.__init__(self)
         if int(slice_len) < 1:
@@ -242,7 +250,7 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
             raise RuntimeError("no trajectory stored yet")
         total, alive, _ = self._trees
         ids = torch.arange(self.index.capacity)
-        mass, live = total[ids], alive[ids]
+        mass, live = _leaves(total, ids), _leaves(alive, ids)
         uniform = live / live.sum()
         if mass.sum() <= 0:
             return uniform
@@ -288,7 +296,7 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         u = self.uniform_fraction if mass_sum > 0 else 1.0
         p = lambda mass: (1 - u) * mass / max(mass_sum, 1e-300) + u / live  # noqa: E731
         p_min = p(torch.tensor(low.query(0, n), dtype=torch.double))
-        return (p_min / p(total[traj])).pow(self.importance_beta).float()
+        return (p_min / p(_leaves(total, traj))).pow(self.importance_beta).float()
 
     # -- priorities ---------------------------------------------------------------------------------
     def _quantities(self, priority: Any) -> dict[str, torch.Tensor]:
@@ -345,7 +353,7 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
             return {}
         ids = self.index.alive().nonzero().squeeze(1)
         total = self._trees[0]
-        mass = total[ids]
+        mass = _leaves(total, ids)
         q = torch.quantile(mass, torch.tensor([0.05, 0.5, 0.95], dtype=torch.double))
         p = self.probabilities()[ids]
         born = self.born[ids]

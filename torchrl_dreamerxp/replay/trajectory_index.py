@@ -42,6 +42,19 @@ class TrajectoryIndex:
         done_key: stored flag of a trajectory's last step (``None``: not read).
         traj_key: stored trajectory id (``None``: not read).
         lanes: lanes of a 1-D storage written by a ``LaneWriter`` (1: one stream).
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import LazyTensorStorage
+        >>> storage = LazyTensorStorage(4)
+        >>> index = TrajectoryIndex(reward_key="reward", init_key="is_first", done_key=None)
+        >>> storage.set(torch.arange(3), TensorDict({"reward": torch.ones(3), "is_first": torch.tensor([True, False, True])}, [3]))
+        >>> index.write(storage, torch.arange(3))["new"].numel(), index.length[index.alive()].tolist()
+        (2, [2, 1])
+        >>> storage.set(torch.tensor([3, 0]), TensorDict({"reward": torch.ones(2), "is_first": torch.zeros(2, dtype=torch.bool)}, [2]))
+        >>> _ = index.write(storage, torch.tensor([3, 0]))  # wraps: step 0 leaves the first trajectory
+        >>> index.length[index.alive()].tolist(), index.ret[index.alive()].tolist()
+        ([1, 3], [2.0, 3.0])
     """
 
     def __init__(self, *, reward_key: NestedKey, init_key: NestedKey | None, done_key: NestedKey | None,

@@ -21,6 +21,13 @@ class TrajectoryScore:
     global statistics (a normalization); ``__call__`` then scores any subset with them, so a priority
     update costs O(log n). ``fresh_at_max``: a trajectory with no ε nor δ yet enters at the current
     maximum score.
+
+    Examples:
+        >>> class LongestFirst(TrajectoryScore):
+        ...     def __call__(self, stats):
+        ...         return stats["length"].double()
+        >>> LongestFirst()(TensorDict({"length": torch.tensor([2, 7])}, [2])).tolist()
+        [2.0, 7.0]
     """
 
     fresh_at_max = False

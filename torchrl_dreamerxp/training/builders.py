@@ -14,6 +14,7 @@ from torchrl.envs import Compose, EnvCreator, ParallelEnv, TransformedEnv
 
 from ..envs import make_env
 from ..replay import ContiguousSliceSampler, LaneWriter, PrioritizedTrajectorySampler
+from .exact_resume import CollectionLog, rngs_kept
 from .run_state import RunState
 
 __all__ = ["make_training_env", "replay_lanes", "default_replay_capacity", "make_replay", "make_collector", "with_transforms"]
@@ -116,8 +117,8 @@ def with_transforms(env, *transforms):
     return env
 
 
-def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,
-                   world_size: int = 1) -> Iterator[TensorDictBase]:
+def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0, world_size: int = 1,
+                   log: CollectionLog | None = None, resume_from: dict | None = None) -> Iterator[TensorDictBase]:
     """Rounds of ``frames_per_batch`` env steps (this rank's share) until ``cfg.steps``, random actions for
     the prefill; a resumed run's collector starts at its checkpoint's env step. Lazy: nothing is built or
     stepped before the first round is asked for. ``collector.backend=ray``: remote workers (Ray actors),
@@ -144,15 +145,21 @@ def make_collector(cfg: DictConfig, env, policy, state: RunState, rank: int = 0,
     totals = dict(frames_per_batch=per_round,
                   total_frames=max(whole_rounds((cfg.steps - state.env_steps) // world_size), per_round),
                   init_random_frames=whole_rounds(max((cfg.prefill - state.env_steps) // world_size, 0)))
-    seed = cfg.seed + state.env_steps + 10_007 * rank
+    # an exact resume seeds as the run began and replays; otherwise the env starts afresh on another seed
+    seed = cfg.seed + 10_007 * rank + (0 if resume_from is not None else state.env_steps)
     if cfg.collector.backend == "ray":
         collector = make_ray_collector(
             policy, cfg.env, workers=cfg.collector.workers, seed=seed, worker_cpus=cfg.collector.worker_cpus,
             address=cfg.collector.ray_address, env_kwargs=OmegaConf.to_container(cfg.env_kwargs, resolve=True),
             **totals)
     else:
-        collector = Collector(env, policy, auto_register_policy_transforms=False, **totals)
-        collector.set_seed(seed)
+        with rngs_kept(enabled=resume_from is not None):  # the replay must not move the RNGs the run goes on with
+            collector = Collector(env, policy, auto_register_policy_transforms=False, **totals)
+            collector.set_seed(seed)
+            if resume_from is not None:
+                CollectionLog.restore_carrier(collector, env, resume_from)
+        if log is not None:
+            log.collector = collector
     try:
         yield from collector
     finally:

@@ -73,7 +73,8 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, keep: int = 3) -> Path:
+def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, keep: int = 3,
+                    collection: dict | None = None) -> Path:
     """Writes ``directory/step_<env_step>/`` atomically and deletes all but the newest ``keep``.
 
     Examples:
@@ -104,6 +105,8 @@ def save_checkpoint(directory: Path, learner, replay_buffer, counters: dict, kee
     tmp = directory / f".tmp_{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     state = _state(learner)
+    if collection is not None:  # the record an exact resume replays (training/exact_resume.py)
+        state["collection"] = collection
     storage = replay_buffer.storage
     replay_bytes = tensor_bytes(storage._storage[:len(storage)]) if len(storage) else 0
     try:
@@ -302,6 +305,19 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return counters
+
+
+def load_collection(path: Path) -> dict | None:
+    """The collection record a checkpoint holds for an exact resume (``None`` if it has none).
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> torch.save({"collection": {"actions": torch.zeros(3, 2)}}, folder / "state.pt")
+        >>> load_collection(folder)["actions"].shape
+        torch.Size([3, 2])
+    """
+    return safe_load(Path(path) / "state.pt").get("collection")
 
 
 def load_networks(path: Path, **networks) -> None:

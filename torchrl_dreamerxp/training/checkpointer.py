@@ -8,7 +8,8 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from .checkpoint import latest_checkpoint, load_checkpoint, loadable_checkpoint, read_counters, save_checkpoint
+from .checkpoint import (latest_checkpoint, load_checkpoint, load_collection, loadable_checkpoint, read_counters,
+                         save_checkpoint)
 from .config_schema import flat_keys
 from .run_state import RunState
 
@@ -60,6 +61,7 @@ class Checkpointer:
         self.every, self.keep, self.rank, self.world_size = every, keep, rank, world_size
         self.run_dir = Path(run_dir)
         self.last = self._resume_point() if resume else None
+        self.collection: dict | None = None  # the exact-resume record of the checkpoint restored
         self.next_due = every
 
     def _resume_point(self) -> Path | None:
@@ -124,6 +126,7 @@ class Checkpointer:
         if self.last is None:
             return False
         state.load_state_dict(load_checkpoint(self.last, learner, replay))  # every rank: rank 0's model and replay
+        self.collection = load_collection(self.last) if self.world_size == 1 else None
         self._schedule(state.env_steps)
         if self.world_size > 1:  # ranks sample their own actions and slices
             torch.manual_seed(seed + 7919 * self.rank + state.env_steps)
@@ -133,11 +136,13 @@ class Checkpointer:
     def due(self, state: RunState, total: int) -> bool:
         return state.env_steps >= self.next_due or state.env_steps >= total
 
-    def save(self, learner, replay, state: RunState) -> int:
-        """Checkpoint ``state`` (rank 0) and schedule the next one; returns the checkpoint's size in bytes."""
+    def save(self, learner, replay, state: RunState, collection: dict | None = None) -> int:
+        """Checkpoint ``state`` (rank 0) and schedule the next one; returns the checkpoint's size in bytes.
+        ``collection``: the record of an exact resume (:class:`~torchrl_dreamerxp.training.exact_resume.CollectionLog`)."""
         size = 0
         if self.rank == 0:
-            path = save_checkpoint(self.directory, learner, replay, state.state_dict(), keep=self.keep)
+            path = save_checkpoint(self.directory, learner, replay, state.state_dict(), keep=self.keep,
+                                   collection=collection)
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         self._schedule(state.env_steps)
         return size
