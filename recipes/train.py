@@ -78,8 +78,9 @@ def run(cfg: DictConfig) -> Path:
     ratio.load_state_dict(state.ratio)
     # one local env resumes exactly: its actions so far are recorded and replayed (training/exact_resume.py)
     saved = checkpointer.collection
-    log = CollectionLog(saved["actions"] if saved else None) if cfg.envs == 1 and env is not None else None
-    if saved:
+    exact = cfg.exact_resume and cfg.envs == 1 and env is not None
+    log = CollectionLog(saved["actions"] if saved else None) if exact else None
+    if saved and exact:
         set_env_rng_state(eval_env, saved["eval_rng"])
     started, wall_before = time.time(), state.wall_time_s  # wall time summed over resumes
     logger = (RunLogger(run_dir, cfg, resume_step=state.env_steps if resumed else None,

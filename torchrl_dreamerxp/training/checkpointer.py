@@ -17,7 +17,7 @@ __all__ = ["Checkpointer", "ResumeError", "RESUME_MAY_CHANGE"]
 
 #: keys a resumed run may change (``steps`` to extend it, how it reports, how fast it runs); any other key
 #: that differs from the run's ``config.yaml`` is refused unless ``resume_allow_changes=true``
-RESUME_MAY_CHANGE = ("steps", "resume", "resume_allow_changes", "run_dir", "progress", "threads", "compile", "device",
+RESUME_MAY_CHANGE = ("steps", "resume", "resume_allow_changes", "exact_resume", "run_dir", "progress", "threads", "compile", "device",
                      "eval.", "logger.", "checkpoint_every", "checkpoint_keep", "max_nonfinite_updates",
                      "collector.ray_address")
 

@@ -280,6 +280,7 @@ class TrainConfig:
     run_dir: str = ranged(Rule(_writable_dir, "a folder that can be created and written"))
     resume: bool = ranged(Rule.flag())
     resume_allow_changes: bool = ranged(Rule.flag())
+    exact_resume: bool = ranged(Rule.flag())
     checkpoint_every: int = ranged(Rule.integer(1, "(env steps)"))
     checkpoint_keep: int = ranged(Rule.integer(1))
     max_nonfinite_updates: int = ranged(Rule.integer(1))
