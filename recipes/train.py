@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> Path:
         if state.env_steps >= state.next_eval or state.env_steps >= cfg.steps:
             if dist.is_main:
                 returns = evaluate(eval_env, policy, cfg.eval.episodes, cfg.eval.max_steps)
-                logger.log_eval(state.env_steps, sum(returns) / len(returns))
+                logger.log_eval(state.env_steps, returns)
                 if cfg.logger.video and "pixels" in wm.obs_keys and state.updates:
                     logger.log_open_loop_video(learner, replay.sample().reshape(local_batch, slice_len).to(device),
                                                state.env_steps)

@@ -375,3 +375,12 @@ for _ in range(10000):  # 20000 rows of ~1.4 kB: 28 MB, on a 5 MB disk
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, (out.returncode, out.stderr[-2000:])  # an exception, not a signal (SIGBUS: -7)
     assert "DiskSpaceError" in out.stderr and "the memory-mapped replay (20000 steps) needs" in out.stderr
+
+
+def test_an_older_eval_csv_gets_the_new_columns_at_a_resume(tmp_path):
+    from torchrl_dreamerxp.training.logging import EVAL_HEADER, _truncate_after
+
+    path = tmp_path / "eval.csv"
+    path.write_text("env_step,eval_return\n100,5.0\n200,7.0\n300,9.0\n")
+    _truncate_after(path, 300, header=True, action_repeat=4)
+    assert path.read_text() == EVAL_HEADER + "100,400,5.0,,\n200,800,7.0,,\n"

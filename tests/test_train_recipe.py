@@ -17,12 +17,18 @@ def read_eval(run_dir):
 
 
 def test_vector_run_writes_the_run_directory_and_resumes(tmp_path, run_config):
-    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "steps=160", "eval.every=80", "checkpoint_every=80")
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "steps=160", "eval.every=80", "checkpoint_every=80",
+                     "eval.episodes=3")
     run_dir = train_recipe.run(cfg)
     for name in ("config.yaml", "eval.csv", "metrics.jsonl", "returns.png", "done"):
         assert (run_dir / name).exists(), name
     rows = read_eval(run_dir)
     assert [int(r["env_step"]) for r in rows] == [80, 160] and all(float(r["eval_return"]) > 0 for r in rows)
+    for row in rows:  # every episode's return, their mean and standard deviation
+        episodes = [float(x) for x in row["eval_returns"].split(";")]
+        mean = sum(episodes) / 3
+        assert len(episodes) == 3 and float(row["eval_return"]) == pytest.approx(mean)
+        assert float(row["eval_std"]) == pytest.approx((sum((x - mean) ** 2 for x in episodes) / 3) ** 0.5)
     counters = json.loads((run_dir / "done").read_text())
     # (160 - 48) env steps after prefill · 16 / (2·8) replayed per update = 112 updates
     assert counters["env_steps"] == 160 and counters["updates"] == 112
@@ -34,7 +40,8 @@ def test_vector_run_writes_the_run_directory_and_resumes(tmp_path, run_config):
     # keeps the eval history up to the checkpoint and writes no row twice
     (run_dir / "done").unlink()
     shutil.rmtree(run_dir / "checkpoints" / "step_000000160")
-    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "steps=240", "eval.every=80", "checkpoint_every=80", "resume=true")
+    cfg = run_config(tmp_path, "env=gym/CartPole-v1", "steps=240", "eval.every=80", "checkpoint_every=80", "resume=true",
+                     "eval.episodes=3")
     train_recipe.run(cfg)
     assert [int(r["env_step"]) for r in read_eval(run_dir)] == [80, 160, 240]
     assert json.loads((run_dir / "done").read_text())["updates"] == (240 - 48) * 16 // 16

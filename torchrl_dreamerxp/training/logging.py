@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 __all__ = ["NullLogger", "RunLogger", "plot_returns", "open_loop_frames"]
 
 
-EVAL_HEADER = "env_step,env_frames,eval_return\n"
+EVAL_HEADER = "env_step,env_frames,eval_return,eval_std,eval_returns\n"  # eval_returns: the episodes, ';'-joined
 
 
 class RunLogger:
@@ -31,10 +31,10 @@ class RunLogger:
         >>> run = Path(tempfile.mkdtemp())
         >>> logger = RunLogger(run, OmegaConf.create({"logger": {"mode": "disabled"}}))
         >>> logger.log({"train/loss": 0.5}, step=16)
-        >>> logger.log_eval(2000, 21.5)
+        >>> logger.log_eval(2000, [20.0, 23.0])
         >>> logger.finish()
         >>> (run / "eval.csv").read_text().splitlines()
-        ['env_step,env_frames,eval_return', '2000,2000,21.5']
+        ['env_step,env_frames,eval_return,eval_std,eval_returns', '2000,2000,21.5,1.5,20.0;23.0']
     """
 
     def __init__(self, run_dir: Path, cfg, resume_step: int | None = None, action_repeat: int = 1):
@@ -89,10 +89,14 @@ class RunLogger:
             for key, value in scalars.items():
                 self._wandb(self.wandb.log_scalar, key, value, step=step)
 
-    def log_eval(self, step: int, mean_return: float) -> None:
+    def log_eval(self, step: int, returns: list[float]) -> None:
+        """One evaluation: its episodes' returns, their mean and (population) standard deviation."""
+        returns = [float(r) for r in returns]
+        mean = sum(returns) / len(returns)
+        std = (sum((r - mean) ** 2 for r in returns) / len(returns)) ** 0.5
         with open(self.eval_path, "a", newline="") as f:
-            csv.writer(f).writerow([step, step * self.action_repeat, mean_return])
-        self.log({"eval/return": mean_return}, step)
+            csv.writer(f).writerow([step, step * self.action_repeat, mean, std, ";".join(map(str, returns))])
+        self.log({"eval/return": mean, "eval/return_std": std}, step)
 
     def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
         frames = open_loop_frames(learner, batch, context)
@@ -115,7 +119,7 @@ class NullLogger:
     def log(self, scalars: dict[str, float], step: int) -> None:
         pass
 
-    def log_eval(self, step: int, mean_return: float) -> None:
+    def log_eval(self, step: int, returns: list[float]) -> None:
         pass
 
     def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
@@ -161,9 +165,15 @@ def _truncate_after(path: Path, step: int, header: bool, action_repeat: int = 1)
     if torn:
         warnings.warn(f"{path}: skipped {len(torn)} unreadable row(s), torn by a crash: {'; '.join(torn[:3])}",
                       stacklevel=3)
-    if header and head and head[0] != EVAL_HEADER:  # env_step,eval_return
+    if header and head and head[0] != EVAL_HEADER:  # an older eval.csv: its columns, the new ones left empty
+        old_names = head[0].strip().split(",")
         head = [EVAL_HEADER]
-        keep = [f"{s},{int(s) * action_repeat},{r}" for s, r in (row.split(",", 1) for row in keep)]
+        upgraded = []
+        for row in keep:
+            values = dict(zip(old_names, row.strip().split(",")))
+            values.setdefault("env_frames", str(int(values["env_step"]) * action_repeat))
+            upgraded.append(",".join(values.get(k, "") for k in EVAL_HEADER.strip().split(",")) + "\n")
+        keep = upgraded
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         f.write("".join(head + keep))
