@@ -30,7 +30,8 @@ def run(cfg: DictConfig) -> None:
           + (f"{parallel} run(s) at once" if cfg.launcher == "local" else f"Ray tasks of {cfg.ray_cpus_per_run} CPU(s)"))
     rows = run_experiment(exp, seeds, parallel=parallel, runs_dir=Path(cfg.runs_dir), results_dir=Path(cfg.results_dir),
                           note=str(cfg.note), logger_mode=cfg.logger_mode, dry_run=cfg.dry_run,
-                          launcher=cfg.launcher, ray_address=cfg.ray_address, ray_cpus_per_run=cfg.ray_cpus_per_run)
+                          launcher=cfg.launcher, ray_address=cfg.ray_address, ray_cpus_per_run=cfg.ray_cpus_per_run,
+                          replace_changed=cfg.replace_changed)
     if rows:
         failed = [r["run_id"] for r in rows if r["status"] != "done"]
         print(f"results: {Path(cfg.results_dir) / exp.name / 'runs.csv'} ({len(rows)} runs, {len(failed)} failed)")

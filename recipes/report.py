@@ -43,7 +43,10 @@ def run(cfg: DictConfig) -> None:
                                         else Path("report"))
     log_scale = cfg.log_scale if cfg.log_scale == "auto" else bool(cfg.log_scale)
     report = write_report(rows, out, methods=list(cfg.methods), envs=list(cfg.envs), metrics=list(cfg.metrics),
-                          stats=list(cfg.stats), log_scale=log_scale, latex=cfg.latex, reps=cfg.reps)
+                          stats=list(cfg.stats), log_scale=log_scale, latex=cfg.latex, reps=cfg.reps,
+                          split_configs=cfg.split_configs)
+    for message in report["warnings"]:
+        print(f"warning: {message}")
     print(report["finals_md"])
     print(report["aggregates_md"])
     if report["failed"]:

@@ -24,16 +24,16 @@ def experiment_config(name):
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke experiment, 2 methods x 2 seeds; seed 1 of dreamerv3 was interrupted before (a checkpoint, no done)."""
+    """The smoke experiment, 2 named variants x 2 seeds; seed 1 of ``default`` was interrupted before (a
+    checkpoint at step 80 of a shorter budget, no done): the experiment extends it."""
     base = tmp_path_factory.mktemp("smoke")
     exp = Experiment.from_config(experiment_config("smoke"))
     runs_dir, results_dir = base / "runs", base / "results"
-    interrupted = next(r for r in exp.runs([1], runs_dir) if r.method == "dreamerv3")
+    interrupted = next(r for r in exp.runs([1], runs_dir) if r.method == "default")
     from torchrl_dreamerxp.recipes import train
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[*interrupted.overrides, "env=gym/CartPole-v1", "xp=none", "seed=1",
-                                          f"run_dir={interrupted.run_dir}", "steps=80", "logger.mode=disabled",
-                                          "progress=false"])
+        cfg = compose("train", overrides=[*interrupted.train_overrides, f"run_dir={interrupted.run_dir}", "steps=80",
+                                          "logger.mode=disabled", "progress=false"])
     train.run(cfg)
     (interrupted.run_dir / "done").unlink()  # as if killed after its step-80 checkpoint
     rows = run_experiment(exp, [0, 1], parallel=2, runs_dir=runs_dir, results_dir=results_dir, note="ci smoke",
@@ -46,7 +46,8 @@ def test_store_has_a_row_per_run(smoke):
     assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
     df = pd.read_csv(results_dir / "smoke" / "runs.csv")
     assert sorted(df["run_id"]) == sorted(r["run_id"] for r in rows)
-    assert set(df["method"]) == {"dreamerv3", "prioritized"} and set(df["seed"]) == {0, 1}
+    assert set(df["method"]) == {"default", "curious_replay"} and set(df["seed"]) == {0, 1}
+    assert df["identity"].str.len().eq(12).all() and df["identity"].nunique() == 4  # 2 variants x 2 seeds
     assert (df["experiment"] == "smoke").all() and (df["note"] == "ci smoke").all()
     assert (df["config.model.name"] == "tiny").all() and (df["env_steps"] == 160).all()
     assert "metric.train/loss_model_reconstruction" in df.columns and df["wall_time_s"].gt(0).all()
@@ -61,7 +62,7 @@ def test_interrupted_run_was_resumed_and_new_runs_started_fresh(smoke):
     log = (interrupted.run_dir / "stdout.log").read_text()
     assert "resume=true" in log and "resumed from" in log
     assert json.loads((interrupted.run_dir / "done").read_text())["env_steps"] == 160
-    fresh = next(r for r in exp.runs([0], runs_dir) if r.method == "prioritized")
+    fresh = next(r for r in exp.runs([0], runs_dir) if r.method == "curious_replay")
     log = (fresh.run_dir / "stdout.log").read_text()
     assert "resume=false" in log and "resumed from" not in log
 
@@ -76,7 +77,7 @@ def test_report_tables_match_the_store_and_plots_are_pngs(smoke, tmp_path):
         stored = df[(df["env"] == f["env"]) & (df["method"] == f["method"])]["final_return"]
         assert f["mean"] == pytest.approx(stored.mean()) and f["n"] == len(stored)
         assert f["std"] == pytest.approx(stored.std(ddof=1))
-    assert (tmp_path / "finals.md").read_text().startswith("| env | dreamerv3 | prioritized |")
+    assert (tmp_path / "finals.md").read_text().startswith("| env | curious_replay | default |")
     assert (tmp_path / "finals.tex").exists() and (tmp_path / "aggregates.md").exists()
     names = {Path(p).name for p in report["plots"]}
     assert {"returns.png", "aggregate.png", "profile.png", "losses_gym_CartPole-v1.png"} <= names
@@ -88,9 +89,9 @@ def test_report_tables_match_the_store_and_plots_are_pngs(smoke, tmp_path):
 def test_report_of_run_directories_outside_an_experiment(smoke, tmp_path):
     _, runs_dir, _, _, _ = smoke
     rows = load_rows(runs=str(runs_dir / "smoke" / "*" / "*" / "seed*"))
-    assert len(rows) == 4 and {r["method"] for r in rows} == {"dreamerv3", "prioritized"}
-    report = write_report(rows, tmp_path, methods=["prioritized"], reps=100)
-    assert [f["method"] for f in report["finals"]] == ["prioritized"]
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"default", "curious_replay"}  # from variant.json
+    report = write_report(rows, tmp_path, methods=["curious_replay"], reps=100)
+    assert [f["method"] for f in report["finals"]] == ["curious_replay"]
 
 
 def test_rerun_skips_finished_runs(smoke, monkeypatch):
@@ -130,7 +131,7 @@ def test_dry_run_lists_runs_and_unknown_methods_fail(tmp_path):
     assert out.returncode == 0, out.stderr[-1000:]
     assert "36 runs (classic: 4 methods x 3 envs x 3 seeds)" in out.stdout
     assert "xp=intrinsic" in out.stdout and "logger.group=classic" in out.stdout
-    with pytest.raises(ValueError, match="unknown method.*known methods: dreamerv3, prioritized, intrinsic, full"):
+    with pytest.raises(ValueError, match="unknown method.*known: dreamerv3, prioritized, intrinsic, full"):
         Experiment("x", "", ["dreamerv3", "curiosity"], {}, [])
 
 
@@ -178,3 +179,39 @@ def test_self_normalized_scores_and_aggregates_hand_computed():
     assert self_normalized(early, reference={"A": (0.0, 10.0), "B": (-1000.0, -200.0)})["a1"] == 0.5
     with pytest.warns(UserWarning, match="1 run\\(s\\) left out"):
         aggregate_table(rows[:3], self_normalized(rows[:3]), reps=50)
+
+
+def test_a_changed_experiment_never_reuses_its_old_runs(tmp_path, capsys):
+    base = ["model=tiny", "batch_size=2", "batch_length=8", "train_ratio=16", "frames_per_batch=8", "prefill=48",
+            "eval.episodes=1", "agent.horizon=3", "eval.every=64", "checkpoint_every=64"]
+    exp = Experiment("changing", "", ["dreamerv3"], {"gym/CartPole-v1": ["steps=64"]}, base)
+    dirs = dict(runs_dir=tmp_path / "runs", results_dir=tmp_path / "results", logger_mode="disabled")
+    first = run_experiment(exp, [0], **dirs)
+    assert first[0]["status"] == "done"
+    changed = Experiment("changing", "", ["dreamerv3"], {"gym/CartPole-v1": ["steps=64"]}, [*base, "batch_length=6"])
+    run_experiment(changed, [0], runs_dir=tmp_path / "runs", dry_run=True)
+    assert "changed dreamerv3__gym_CartPole-v1__seed0" in capsys.readouterr().out
+    refused = run_experiment(changed, [0], **dirs)
+    assert refused[0]["status"] == "changed" and "batch_length: 8 → 6" in refused[0]["error"]
+    assert load_rows(tmp_path / "results", "changing")[0]["status"] == "changed"  # a report leaves it out
+    replaced = run_experiment(changed, [0], replace_changed=True, **dirs)
+    run_dir = Path(replaced[0]["run_dir"])
+    assert replaced[0]["status"] == "done" and "batch_length: 6" in (run_dir / "config.yaml").read_text()
+    assert len(list(run_dir.parent.glob("seed0.replaced-*"))) == 1  # the old run, set aside, not deleted
+    # a longer budget is not a new config: the run is extended by resuming it
+    longer = Experiment("changing", "", ["dreamerv3"], {"gym/CartPole-v1": ["steps=80"]}, [*base, "batch_length=6"])
+    run_experiment(longer, [0], runs_dir=tmp_path / "runs", dry_run=True)
+    assert "extend  dreamerv3__gym_CartPole-v1__seed0" in capsys.readouterr().out
+
+
+def test_report_warns_when_it_pools_configs_and_can_split_them(smoke, tmp_path):
+    _, _, results_dir, _, _ = smoke
+    rows = load_rows(results_dir, "smoke")
+    for r in rows:  # as if seed 1 had been trained with another config
+        r["identity"] = "aaaaaa000000" if r["seed"] == 0 else "bbbbbb000000"
+    with pytest.warns(UserWarning, match="pools runs of 2 configs"):
+        report = write_report(rows, tmp_path / "pooled", reps=50)
+    assert len(report["warnings"]) == 2
+    split = write_report(rows, tmp_path / "split", reps=50, split_configs=True)
+    assert {f["method"] for f in split["finals"]} == {"default@aaaaaa", "default@bbbbbb", "curious_replay@aaaaaa",
+                                                      "curious_replay@bbbbbb"}

@@ -392,9 +392,38 @@ def _plot_profile(rows, scores, out: Path, reps: int) -> Path | None:
     return _save(fig, out / "profile.png")
 
 
+def pooled_configs(rows: list[dict], split: bool = False) -> list[str]:
+    """Warnings for every method × env whose runs were trained with different configs (``identity``); with
+    ``split`` each such run's method is renamed ``<method>@<identity>`` so the tables show them apart.
+
+    Examples:
+        >>> rows = [{"method": "a", "env": "e", "identity": i} for i in ("111111aaaaaa", "222222bbbbbb")]
+        >>> pooled_configs(rows)[0].startswith("method a on e pools runs of 2 configs")
+        True
+        >>> _ = pooled_configs(rows, split=True); sorted(r["method"] for r in rows)
+        ['a@111111', 'a@222222']
+    """
+    groups: dict[tuple, set] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["env"]), set()).add(r.get("identity"))
+    warnings_, mixed = [], {k for k, ids in groups.items() if len(ids - {None}) > 1}
+    for (method, env) in sorted(mixed):
+        ids = sorted(i for i in groups[(method, env)] if i)
+        warnings_.append(f"method {method} on {env} pools runs of {len(ids)} configs (identities {', '.join(ids)})"
+                         + ("" if split else ": split_configs=true shows them apart"))
+    if split:
+        for r in rows:
+            if (r["method"], r["env"]) in mixed and r.get("identity"):
+                r["method"] = f"{r['method']}@{r['identity'][:6]}"
+    return warnings_
+
+
 def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=(), stats=("mean", "median", "iqm"),
-                 log_scale="auto", latex=False, reps=2000) -> dict:
+                 log_scale="auto", latex=False, reps=2000, split_configs: bool = False) -> dict:
     """Write every table and plot for ``rows`` (filtered by ``methods`` and ``envs``) into ``out``.
+
+    Runs of one method and env trained with different configs are pooled with a warning (``"warnings"`` of
+    the result), or shown apart with ``split_configs``.
 
     Examples:
         >>> import tempfile
@@ -410,8 +439,11 @@ def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=()
     unknown = [s for s in stats if s not in STATS]
     if unknown:
         raise ValueError(f"unknown statistics {unknown}; choose from {list(STATS)}")
-    rows = [r for r in rows if (not methods or r["method"] in methods) and (not envs or r["env"] in envs)]
+    rows = [dict(r) for r in rows if (not methods or r["method"] in methods) and (not envs or r["env"] in envs)]
     done = [r for r in rows if r.get("status", "done") == "done"]
+    pooled = pooled_configs(done, split_configs)
+    for message in pooled:
+        warnings.warn(message, stacklevel=2)
     if not done:
         raise ValueError("no finished run left after the filters")
     out = Path(out)
@@ -429,4 +461,5 @@ def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=()
     files["plots"] = [str(p) for p in plots if p is not None]
     files["finals"] = finals
     files["failed"] = [r["run_id"] for r in rows if r.get("status", "done") != "done"]
+    files["warnings"] = pooled
     return files

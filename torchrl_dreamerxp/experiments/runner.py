@@ -2,7 +2,9 @@
 finished ones and resuming the rest."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .identity import config_differences, expected_config, run_config
 from .spec import Experiment, RunSpec
 from .store import ResultsStore, read_run
 
@@ -31,6 +34,9 @@ def _train(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
     """One training run in its own process; returns its exit code and the tail of its error output."""
     command = run.command(threads, logger_mode)  # resume=true only for a run directory an earlier try left
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    # the variant's name travels with the run (a report over run directories labels it so)
+    (run.run_dir / "variant.json").write_text(json.dumps({"experiment": run.experiment, "method": run.method,
+                                                          "overrides": run.variant}))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     with open(run.run_dir / "stdout.log", "a") as out, open(run.run_dir / "stderr.log", "a") as err:
         out.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
@@ -76,14 +82,38 @@ def _ray_tasks(todo: list[RunSpec], threads: int, logger_mode: str, address: str
         yield pending.pop(ready), lambda ref=ready: ray.get(ref)
 
 
+def changed_config(run: RunSpec) -> tuple[list[str], bool]:
+    """How the config a run directory was trained with differs from what the experiment asks now, key by key
+    (``[]``: the same, or nothing trained yet), and whether its budget is only shorter (``steps``): such a run
+    is extended by resuming it, as ``recipes/train.py`` allows."""
+    found = run_config(run.run_dir)
+    if found is None:
+        return [], False
+    expected = expected_config(run.train_overrides)
+    shorter = int(found.get("steps", 0)) < int(expected["steps"])
+    if shorter:
+        found = {**found, "steps": expected["steps"]}
+    return config_differences(expected, found), shorter
+
+
+def _set_aside(run_dir: Path) -> Path:
+    aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+    shutil.move(str(run_dir), str(aside))
+    return aside
+
+
 def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs_dir: Path = Path("runs/experiments"),
                    results_dir: Path = Path("results"), note: str = "", logger_mode: str = "offline",
                    dry_run: bool = False, launcher: str = "local", ray_address: str | None = None,
-                   ray_cpus_per_run: int = 1) -> list[dict]:
+                   ray_cpus_per_run: int = 1, replace_changed: bool = False) -> list[dict]:
     """Run (or list, with ``dry_run``) every method × env × seed of ``exp``; returns the rows stored.
 
     A run whose directory holds ``done`` is skipped (its row is stored if missing); a run directory
-    without ``done`` is resumed from its last checkpoint. ``launcher="local"``: ``parallel`` runs share this
+    without ``done`` is resumed from its last checkpoint. Either only if the directory's ``config.yaml`` is the
+    config the experiment asks for now (:mod:`~torchrl_dreamerxp.experiments.identity`: every key that changes
+    the result): a run trained with another config is never counted as done nor resumed; it is refused (row
+    ``status=changed``, the differing keys in ``error``) or, with ``replace_changed``, moved aside to
+    ``<dir>.replaced-<time>`` and trained anew. ``launcher="local"``: ``parallel`` runs share this
     machine's CPU cores (``cores // parallel`` torch threads each). ``launcher="ray"``: every run is a Ray task
     with ``ray_cpus_per_run`` CPUs (and as many torch threads) on the cluster at ``ray_address`` (a local
     one if ``None``); every node needs this repository at the same path and ``runs_dir`` on a filesystem
@@ -103,10 +133,15 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
         raise ValueError(f"launcher must be 'local' or 'ray', got {launcher!r}")
     # absolute: a Ray task's working directory is not this one
     runs = exp.runs(seeds, Path(runs_dir).resolve())
+    checked = {run.run_id: changed_config(run) for run in runs}
+    changes = {k: v[0] for k, v in checked.items()}
+    complete = {run.run_id: (run.run_dir / "done").exists() and not checked[run.run_id][1] for run in runs}
     if dry_run:
         for run in runs:
-            state = "done" if (run.run_dir / "done").exists() else "resume" if run.run_dir.exists() else "new"
-            print(f"{state:7s} {run.run_id:60s} {' '.join(run.command(1)[2:])}")
+            state = ("changed" if changes[run.run_id] else "done" if complete[run.run_id]
+                     else "extend" if checked[run.run_id][1] else "resume" if run.run_dir.exists() else "new")
+            detail = "; ".join(changes[run.run_id][:3]) if changes[run.run_id] else " ".join(run.command(1)[2:])
+            print(f"{state:7s} {run.run_id:60s} {detail}")
         print(f"{len(runs)} runs ({exp.name}: {len(exp.methods)} methods x {len(exp.envs)} envs x {len(seeds)} seeds)")
         return []
     store = ResultsStore(results_dir, exp.name)
@@ -115,7 +150,17 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     stored = {r["run_id"]: r.get("status") for r in store.rows()}
     todo = []
     for run in runs:
-        if (run.run_dir / "done").exists():
+        if changes[run.run_id] and replace_changed:
+            print(f"{run.run_id}: trained with another config ({'; '.join(changes[run.run_id][:3])}): moved to "
+                  f"{_set_aside(run.run_dir)}")
+            complete[run.run_id] = False
+        elif changes[run.run_id]:
+            message = (f"{run.run_dir} was trained with another config: {'; '.join(changes[run.run_id])}. Not reused: "
+                       f"run with replace_changed=true to set it aside and train anew, or use another experiment name")
+            print(f"changed {run.run_id}: {message}")
+            store.record(run.run_id, _row(run, exp, note, "changed", message))
+            continue
+        if complete[run.run_id]:
             if stored.get(run.run_id) != "done":  # missing, or failed before and finished since
                 store.record(run.run_id, _row(run, exp, note, "done"))
         else:

@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..training.config_schema import flat_keys
+from .identity import identity_hash
 
 __all__ = ["ResultsStore", "read_run"]
 
@@ -36,7 +37,8 @@ def read_run(run_dir: Path) -> dict:
     """What a run directory says about its run: config, evaluation curve, last training metrics, counters.
 
     Works on any run of ``recipes/train.py`` (inside an experiment or not). ``status`` is ``done`` when the
-    run wrote ``done``, else ``incomplete``.
+    run wrote ``done``, else ``incomplete``. ``method`` is the experiment variant's name when the runner left
+    ``variant.json``, else the XP method; ``identity`` the hash of its result-shaping config keys.
 
     Examples:
         >>> import tempfile
@@ -59,8 +61,10 @@ def read_run(run_dir: Path) -> dict:
             last_metrics.update({k: v for k, v in row.items() if k != "env_step"})
     done = json.loads((run_dir / "done").read_text()) if (run_dir / "done").exists() else {}
     xp = cfg.get("xp", {}).get("name", "none")
+    variant = json.loads((run_dir / "variant.json").read_text()) if (run_dir / "variant.json").exists() else {}
     return {
-        "env": cfg["env"], "seed": cfg["seed"], "method": "dreamerv3" if xp == "none" else xp,
+        "env": cfg["env"], "seed": cfg["seed"], "method": variant.get("method", "dreamerv3" if xp == "none" else xp),
+        "identity": identity_hash(cfg),
         "model": cfg.get("model", {}).get("name"),
         "status": "done" if done else "incomplete",
         "final_return": curve[-1][1] if curve else math.nan,
@@ -122,7 +126,7 @@ class ResultsStore:
     def rebuild_csv(self) -> None:
         with self._lock():
             rows = self.rows()
-            first = ["run_id", "experiment", "description", "note", "method", "env", "seed", "model", "status",
+            first = ["run_id", "experiment", "description", "note", "method", "env", "seed", "model", "identity", "status",
                      "error", "final_return", "best_return", "random_return", "env_steps", "updates", "wall_time_s"]
             columns = [c for c in first if any(c in r for r in rows)]
             columns += sorted({k for r in rows for k in r} - set(columns))
