@@ -1,12 +1,13 @@
 """Sampler speed: PrioritizedTrajectorySampler against TorchRL's SliceSampler and PrioritizedSliceSampler.
 
-    python benchmarks/sampler_speed.py [--steps 1000000] [--trajectories 10000 100000] [--repeats 30]
+    python benchmarks/sampler_speed.py [--steps 1000000] [--trajectories 10000 30000 100000] [--repeats 30]
 
 For each trajectory count: 1M stored steps, batch 16 slices × 64 steps, the same storage contents for all
 samplers. Times (median over repeats) of ``sample``, of a priority update of the sampled steps (ours: ε and δ
 in one call; TorchRL's: one tensor) and of the two together (one training step's replay work), plus our
 indexing of the 1M steps as they are written (1000 writes of 1000 steps). Ratios are ours over TorchRL's,
-measured in the same run. JSON to ``benchmarks/results/sampler_speed.json``, a bar plot next to it.
+measured in the same run (where TorchRL's sampler runs out of memory, the JSON says so instead). JSON to
+``benchmarks/results/sampler_speed.json``, a bar plot next to it.
 """
 from __future__ import annotations
 
@@ -68,33 +69,36 @@ def measure(td: TensorDict, args) -> dict:
     ours.update_priority(torch.arange(steps), TensorDict(recon_error=torch.rand(steps), value_error=torch.rand(steps),
                                                          batch_size=[steps]))
     slice_rb = buffer(SliceSampler(slice_len=args.seq, traj_key="episode", cache_values=True))
-    prio_slice = PrioritizedSliceSampler(max_capacity=steps, slice_len=args.seq, traj_key="episode",
-                                         cache_values=True, alpha=1.0, beta=0.5)
-    prio_rb = buffer(prio_slice)
+    index = rb_ours.sample()["index"]
+    errors = TensorDict(recon_error=torch.rand(batch), value_error=torch.rand(batch), batch_size=[batch])
 
     def ours_step():
         ours.update_priority(rb_ours.sample()["index"], TensorDict(recon_error=torch.rand(batch), value_error=torch.rand(batch),
                                                        batch_size=[batch]))
 
-    def torchrl_step():
-        prio_rb.update_priority(prio_rb.sample()["index"], torch.rand(batch))
-
-    index = rb_ours.sample()["index"]
-    errors = TensorDict(recon_error=torch.rand(batch), value_error=torch.rand(batch), batch_size=[batch])
-    torchrl_index = prio_rb.sample()["index"]
     r = {
         "live_trajectories_ours": ours.num_trajectories,
         "sample_s": {"ours": timeit(lambda: rb_ours.sample(), args.repeats),
-                     "torchrl_SliceSampler": timeit(lambda: slice_rb.sample(), args.repeats),
-                     "torchrl_PrioritizedSliceSampler": timeit(lambda: prio_rb.sample(), args.repeats)},
-        "priority_update_s": {"ours": timeit(lambda: ours.update_priority(index, errors), args.repeats),
-                              "torchrl_PrioritizedSliceSampler": timeit(
-                                  lambda: prio_rb.update_priority(torchrl_index, torch.rand(batch)), args.repeats)},
-        "sample_plus_update_s": {"ours": timeit(ours_step, args.repeats),
-                                 "torchrl_PrioritizedSliceSampler": timeit(torchrl_step, args.repeats)},
+                     "torchrl_SliceSampler": timeit(lambda: slice_rb.sample(), args.repeats)},
+        "priority_update_s": {"ours": timeit(lambda: ours.update_priority(index, errors), args.repeats)},
+        "sample_plus_update_s": {"ours": timeit(ours_step, args.repeats)},
         "ours_refresh_s": timeit(ours.refresh, max(3, args.repeats // 10)),
         "ours_indexing_while_writing_s": write,
     }
+    del slice_rb
+    try:  # TorchRL's prioritized slices pad every trajectory: at many trajectories it may not fit in memory
+        prio_slice = PrioritizedSliceSampler(max_capacity=steps, slice_len=args.seq, traj_key="episode",
+                                             cache_values=True, alpha=1.0, beta=0.5)
+        prio_rb = buffer(prio_slice)
+        torchrl_index = prio_rb.sample()["index"]
+        r["sample_s"]["torchrl_PrioritizedSliceSampler"] = timeit(lambda: prio_rb.sample(), args.repeats)
+        r["priority_update_s"]["torchrl_PrioritizedSliceSampler"] = timeit(
+            lambda: prio_rb.update_priority(torchrl_index, torch.rand(batch)), args.repeats)
+        r["sample_plus_update_s"]["torchrl_PrioritizedSliceSampler"] = timeit(
+            lambda: prio_rb.update_priority(prio_rb.sample()["index"], torch.rand(batch)), args.repeats)
+    except (RuntimeError, MemoryError) as err:
+        r["torchrl_PrioritizedSliceSampler_error"] = f"{type(err).__name__}: {str(err)[:300]}"
+        return r
     ratio = lambda key: r[key]["ours"] / r[key]["torchrl_PrioritizedSliceSampler"]  # noqa: E731
     r["ratio_sample_plus_update_ours_over_PrioritizedSliceSampler"] = ratio("sample_plus_update_s")
     r["ratio_sample_ours_over_PrioritizedSliceSampler"] = ratio("sample_s")
@@ -112,12 +116,13 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.5), squeeze=False)
     for ax, (name, r) in zip(axes[0], results.items()):
         labels = ["sample", "update", "sample+update"]
-        ours = [r["sample_s"]["ours"], r["priority_update_s"]["ours"], r["sample_plus_update_s"]["ours"]]
-        theirs = [r["sample_s"]["torchrl_PrioritizedSliceSampler"], r["priority_update_s"]["torchrl_PrioritizedSliceSampler"],
-                  r["sample_plus_update_s"]["torchrl_PrioritizedSliceSampler"]]
+        keys = ("sample_s", "priority_update_s", "sample_plus_update_s")
+        ours = [r[k]["ours"] for k in keys]
+        theirs = [r[k].get("torchrl_PrioritizedSliceSampler", 0.0) for k in keys]
         x = torch.arange(3).numpy()
         ax.bar(x - 0.2, [v * 1e3 for v in ours], 0.4, label="PrioritizedTrajectorySampler")
-        ax.bar(x + 0.2, [v * 1e3 for v in theirs], 0.4, label="TorchRL PrioritizedSliceSampler")
+        ax.bar(x + 0.2, [v * 1e3 for v in theirs], 0.4, label="TorchRL PrioritizedSliceSampler"
+               + (" (out of memory)" if "torchrl_PrioritizedSliceSampler_error" in r else ""))
         ax.set_xticks(x, labels)
         ax.set_ylabel("ms (median)")
         ax.set_title(f"1M steps, {name} trajectories")
@@ -129,7 +134,7 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1_000_000)
-    parser.add_argument("--trajectories", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--trajectories", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=30)

@@ -85,11 +85,16 @@ def run(cfg: DictConfig) -> Path:
     started, wall_before = time.time(), state.wall_time_s  # wall time summed over resumes
     logger = (RunLogger(run_dir, cfg, resume_step=state.env_steps if resumed else None,
                         action_repeat=action_repeat(cfg.env, **cfg.env_kwargs)) if dist.is_main else NullLogger())
+    if dist.is_main:  # a line before anything slow (a pixel env's random-policy evaluation takes a while)
+        print(f"{cfg.env} · {cfg.model.name} · xp={cfg.xp.name} · seed {cfg.seed}: "
+              + (f"resumed at env step {state.env_steps}" if resumed else
+                 f"evaluating the random policy ({cfg.eval.episodes} episodes), then {cfg.steps} env steps"), flush=True)
     if state.random_return is None and dist.is_main:  # the bar to clear: a uniformly random policy
         returns = evaluate(eval_env, None, cfg.eval.episodes, cfg.eval.max_steps)
         state.random_return = sum(returns) / len(returns)
         logger.log({"eval/random_return": state.random_return}, 0)
-    progress = Progress(cfg.steps, cfg.logger.every, state, show=cfg.progress and dist.is_main)
+    progress = Progress(cfg.steps, cfg.logger.every, state, show=cfg.progress and dist.is_main,
+                        status_file=run_dir / "progress.json" if dist.is_main else None)
 
     def learn_and_report(finished: list[float], frames: int) -> None:
         """A collected round's episode logs, the updates now due, then the scalar log and evaluation when due."""

@@ -215,3 +215,17 @@ def test_report_warns_when_it_pools_configs_and_can_split_them(smoke, tmp_path):
     split = write_report(rows, tmp_path / "split", reps=50, split_configs=True)
     assert {f["method"] for f in split["finals"]} == {"default@aaaaaa", "default@bbbbbb", "curious_replay@aaaaaa",
                                                       "curious_replay@bbbbbb"}
+
+
+def test_each_run_shows_its_progress(smoke):
+    exp, runs_dir, _, _, _ = smoke
+    run = exp.runs([0], runs_dir)[0]
+    log = (run.run_dir / "stdout.log").read_text()
+    assert "evaluating the random policy" in log  # the first line, before anything slow
+    assert "step 160/160 (100%)" in log  # the live progress lines of a run without a bar
+    status = json.loads((run.run_dir / "progress.json").read_text())
+    assert status["env_steps"] == status["total"] == 160
+    # the experiment's bar lists the runs still running with their env steps and last return
+    status.update(env_steps=80, time=status["time"] + 1)
+    (run.run_dir / "progress.json").write_text(json.dumps(status))
+    assert runner_module.running_status([run], newer_than=status["time"] - 1).startswith("default/CartPole-v1/s0 80/160")

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -59,12 +59,37 @@ def _train_as_ray_task(run: RunSpec, threads: int, logger_mode: str) -> tuple[in
     return _train(run, threads, logger_mode)
 
 
-def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: str) -> Iterator:
-    """``(run, result getter)`` as each run ends, ``parallel`` at once in this machine."""
+def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: str, tick: float = 5.0) -> Iterator:
+    """``(run, result getter)`` as each run ends, ``parallel`` at once in this machine; ``(None, None)`` every
+    ``tick`` seconds meanwhile (the progress bar then reads the running runs' progress)."""
     with ThreadPoolExecutor(parallel) as pool:
-        futures = {pool.submit(_train, run, threads, logger_mode): run for run in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result
+        pending = {pool.submit(_train, run, threads, logger_mode): run for run in todo}
+        while pending:
+            done, _ = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
+            if not done:
+                yield None, None
+            for future in done:
+                yield pending.pop(future), future.result
+
+
+def running_status(runs: list[RunSpec], newer_than: float) -> str:
+    """``method/env/seed step/total ret R`` of each run whose ``progress.json`` was written since ``newer_than``.
+
+    Examples:
+        >>> running_status([], 0.0)
+        ''
+    """
+    parts = []
+    for run in runs:
+        path = run.run_dir / "progress.json"
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if status.get("time", 0) >= newer_than and status["env_steps"] < status["total"]:
+            parts.append(f"{run.method}/{run.env.split('/')[-1]}/s{run.seed} {status['env_steps']}/{status['total']} "
+                         f"ret {status['last_return']:.1f}")
+    return "; ".join(parts)
 
 
 def _ray_tasks(todo: list[RunSpec], threads: int, logger_mode: str, address: str | None) -> Iterator:
@@ -78,8 +103,11 @@ def _ray_tasks(todo: list[RunSpec], threads: int, logger_mode: str, address: str
     task = ray.remote(num_cpus=threads)(_train_as_ray_task)
     pending = {task.remote(run, threads, logger_mode): run for run in todo}
     while pending:
-        (ready,), _ = ray.wait(list(pending), num_returns=1)
-        yield pending.pop(ready), lambda ref=ready: ray.get(ref)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+        if not ready:
+            yield None, None
+            continue
+        yield pending.pop(ready[0]), lambda ref=ready[0]: ray.get(ref)
 
 
 def changed_config(run: RunSpec) -> tuple[list[str], bool]:
@@ -171,7 +199,11 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
         finished = _local_pool(todo, parallel, max(1, (os.cpu_count() or 2) // parallel), logger_mode)
     failed = 0
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=exp.name, dynamic_ncols=True)
+    started = time.time()
     for run, result in finished:
+        if run is None:  # a tick: show how far the running runs are
+            bar.set_postfix_str(running_status(todo, started)[:200], refresh=True)
+            continue
         try:
             code, error = result()
         except Exception as err:  # the runner itself failed for this run: record it, go on

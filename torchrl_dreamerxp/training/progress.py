@@ -1,7 +1,10 @@
 """The progress bar and the periodic log of training scalars, with env steps and updates per second."""
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 from typing import Callable
 
 from tqdm import tqdm
@@ -13,6 +16,10 @@ __all__ = ["Progress"]
 
 class Progress:
     """A tqdm bar over env steps, and every ``every`` env steps the training scalars with throughput.
+
+    Without the bar (``show=False``, as inside an experiment) each log also prints one plain progress line, so
+    a run's ``stdout.log`` shows how far it is. With ``status_file`` every round rewrites a small JSON of the
+    run's progress (env steps, total, last training return), which the experiment runner's bar reads.
 
     Examples:
         >>> from torchrl_dreamerxp.training.logging import NullLogger
@@ -33,8 +40,9 @@ class Progress:
         True
     """
 
-    def __init__(self, total: int, every: int, state: RunState, show: bool = True):
-        self.every, self.total = every, total
+    def __init__(self, total: int, every: int, state: RunState, show: bool = True, status_file: Path | None = None):
+        self.every, self.total, self.show, self.status_file = every, total, show, status_file
+        self._status_written = 0.0
         self.train_metrics: dict[str, float] = {}  # of the last update that was not skipped
         self.last_return = float("nan")  # of the last finished training episode
         self.bar = tqdm(total=total, initial=state.env_steps, disable=not show, unit="step", dynamic_ncols=True)
@@ -48,6 +56,7 @@ class Progress:
         step, so the final values are logged), log the ``train/*`` scalars, the rates and what ``extra()``
         returns (the sampler's statistics, read only then). Returns whether it logged."""
         self.bar.update(frames)
+        self._write_status(state)
         if state.env_steps < state.next_log and state.env_steps < self.total:
             return False
         elapsed = max(time.time() - self.t0, 1e-9)
@@ -57,9 +66,23 @@ class Progress:
                     "train/updates": state.updates}, state.env_steps)
         self.bar.set_postfix(ret=f"{self.last_return:.1f}", sps=f"{rates['perf/env_steps_per_s']:.0f}",
                              ups=f"{rates['perf/updates_per_s']:.2f}")
+        if not self.show:
+            print(f"step {state.env_steps}/{self.total} ({100 * state.env_steps / self.total:.0f}%)  updates {state.updates}  "
+                  f"last return {self.last_return:.1f}  {rates['perf/env_steps_per_s']:.0f} steps/s  "
+                  f"{rates['perf/updates_per_s']:.2f} updates/s", flush=True)
         self._mark(state)
         state.next_log = state.env_steps + self.every
         return True
+
+    def _write_status(self, state: RunState) -> None:
+        now = time.time()
+        if self.status_file is None or (now - self._status_written < 2.0 and state.env_steps < self.total):
+            return
+        self._status_written = now
+        tmp = self.status_file.with_name(f".{self.status_file.name}.tmp")
+        tmp.write_text(json.dumps({"env_steps": state.env_steps, "total": self.total, "updates": state.updates,
+                                   "last_return": self.last_return, "time": now}))
+        os.replace(tmp, self.status_file)
 
     def close(self) -> None:
         self.bar.close()
