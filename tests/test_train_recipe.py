@@ -138,6 +138,8 @@ def test_pixel_smoke(tmp_path, env, run_config):
     counters = json.loads((run_dir / "done").read_text())
     assert counters["updates"] == 16
     assert (run_dir / "checkpoints" / "step_000000064" / "state.pt").exists()
+    videos = list((run_dir / "videos").glob("open_loop_000000064.*"))  # also with logger.mode=disabled
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
     cfg = run_config(tmp_path, f"env={env}", "steps=72", "eval.every=64", "eval.max_steps=20", "checkpoint_every=64", "resume=true")
     train_recipe.run(cfg)
     assert json.loads((run_dir / "done").read_text())["env_steps"] == 72

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-__all__ = ["NullLogger", "RunLogger", "plot_returns", "open_loop_frames"]
+__all__ = ["NullLogger", "RunLogger", "plot_returns", "open_loop_frames", "write_video"]
 
 
 EVAL_HEADER = "env_step,env_frames,eval_return,eval_std,eval_returns\n"  # eval_returns: the episodes, ';'-joined
@@ -98,10 +98,16 @@ class RunLogger:
             csv.writer(f).writerow([step, step * self.action_repeat, mean, std, ";".join(map(str, returns))])
         self.log({"eval/return": mean, "eval/return_std": std}, step)
 
-    def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
+    def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> Path | None:
+        """The open-loop prediction video (real | imagined) to ``videos/open_loop_<step>.mp4`` in the run
+        directory (``.gif`` without an mp4 encoder) and to wandb; returns the file (``None`` without pixels)."""
         frames = open_loop_frames(learner, batch, context)
-        if self.wandb is not None and frames is not None:
+        if frames is None:
+            return None
+        path = write_video(frames, self.run_dir / "videos" / f"open_loop_{step:09d}")
+        if self.wandb is not None:
             self._wandb(self.wandb.log_video, "eval/open_loop", frames.unsqueeze(0), step=step)
+        return path
 
     def finish(self) -> None:
         self.metrics.close()
@@ -123,7 +129,7 @@ class NullLogger:
         pass
 
     def log_open_loop_video(self, learner, batch, step: int, context: int = 5) -> None:
-        pass
+        return None
 
     def finish(self) -> None:
         pass
@@ -180,6 +186,30 @@ def _truncate_after(path: Path, step: int, header: bool, action_repeat: int = 1)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_video(frames: torch.Tensor, stem: Path, fps: int = 10) -> Path:
+    """``frames`` ``[T, 3, H, W]`` uint8 to ``<stem>.mp4`` (imageio's ffmpeg) or, without it, ``<stem>.gif``.
+
+    Examples:
+        >>> import tempfile
+        >>> path = write_video(torch.zeros(4, 3, 16, 16, dtype=torch.uint8), Path(tempfile.mkdtemp()) / "clip")
+        >>> path.suffix in (".mp4", ".gif") and path.stat().st_size > 0
+        True
+    """
+    import imageio.v2 as imageio
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    images = list(frames.permute(0, 2, 3, 1).cpu().numpy())
+    try:
+        import imageio_ffmpeg  # noqa: F401  (the mp4 encoder)
+
+        path = stem.with_suffix(".mp4")
+        imageio.mimsave(path, images, fps=fps, macro_block_size=1)
+    except ImportError:
+        path = stem.with_suffix(".gif")
+        imageio.mimsave(path, images, duration=1.0 / fps)
+    return path
 
 
 @torch.no_grad()
