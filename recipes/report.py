@@ -1,8 +1,11 @@
 """Tables and plots of an experiment: python recipes/report.py experiment=classic [--wandb]
 
-Or of any run directories: ``python recipes/report.py runs='runs/*/seed*'``. Filters: ``methods=[a,b]``,
-``envs=[...]``, ``metrics=[train/loss_actor]``, ``stats=[mean,iqm]``; ``log_scale=auto|true|false``;
-``latex=true`` adds ``finals.tex``. Writes into ``results/<experiment>/report/`` (``out=`` to change).
+Or of several: ``experiments=[classic,smoke]`` (methods named ``<experiment>/<method>``), or of any run
+directories: ``python recipes/report.py runs='runs/*/seed*'``. Filters: ``methods=[a,b]``, ``envs=[...]``;
+``tables=[eval_return:final,train/loss_actor:last5]`` (any metric: final, best, auc, last<K>),
+``metrics=[train/loss_actor]`` (curves), ``stats=[mean,self_mean,iqm]``; ``log_scale=auto|true|false``;
+``split_configs=true``; ``latex=true`` adds ``finals.tex``. Writes into ``results/<experiment>/report/``
+(``out=`` to change).
 """
 from __future__ import annotations
 
@@ -36,24 +39,32 @@ def log_to_wandb(report: dict, out: Path, experiment: str | None) -> None:
 @hydra.main(config_path=CONFIG_DIR, config_name="report", version_base="1.3")
 def run(cfg: DictConfig) -> None:
     experiment = cfg.experiment.name if cfg.get("experiment") else None
-    if not experiment and not cfg.runs:
-        raise SystemExit("give experiment=<name> (a results store) or runs='<glob of run directories>'")
-    rows = load_rows(Path(cfg.results_dir), None if cfg.runs else experiment, cfg.runs)
-    out = Path(cfg.out) if cfg.out else (Path(cfg.results_dir) / experiment / "report" if not cfg.runs
+    names = [str(e) for e in cfg.experiments] or ([experiment] if experiment else [])
+    if not names and not cfg.runs:
+        raise SystemExit("give experiment=<name> or experiments=[a,b] (results stores), or runs='<glob of run directories>'")
+    if cfg.runs:
+        rows = load_rows(runs=cfg.runs)
+    else:
+        rows = []
+        for name in names:
+            for row in load_rows(Path(cfg.results_dir), name):
+                rows.append({**row, "method": f"{name}/{row['method']}"} if len(names) > 1 else row)
+    out = Path(cfg.out) if cfg.out else (Path(cfg.results_dir) / "+".join(names) / "report" if not cfg.runs
                                         else Path("report"))
     log_scale = cfg.log_scale if cfg.log_scale == "auto" else bool(cfg.log_scale)
     report = write_report(rows, out, methods=list(cfg.methods), envs=list(cfg.envs), metrics=list(cfg.metrics),
                           stats=list(cfg.stats), log_scale=log_scale, latex=cfg.latex, reps=cfg.reps,
-                          split_configs=cfg.split_configs)
+                          split_configs=cfg.split_configs, tables=list(cfg.tables))
     for message in report["warnings"]:
         print(f"warning: {message}")
     print(report["finals_md"])
+    print(report["tables_md"])
     print(report["aggregates_md"])
     if report["failed"]:
         print(f"left out (not finished): {', '.join(report['failed'])}")
     print(f"wrote {out}: " + ", ".join(Path(p).name for p in report["plots"]))
     if cfg.wandb:
-        log_to_wandb(report, out, experiment)
+        log_to_wandb(report, out, "+".join(names) or None)
 
 
 def main() -> None:

@@ -142,7 +142,8 @@ def run(cfg: DictConfig) -> Path:
     progress.close()
     if dist.is_main:
         plot_returns(run_dir / "eval.csv", run_dir / "returns.png", random_return=state.random_return,
-                     title=f"{cfg.env} ({cfg.model.name}, xp={cfg.xp.name}, seed {cfg.seed})")
+                     title=f"{cfg.env} ({cfg.model.name}, xp={cfg.xp.name}, seed {cfg.seed})",
+                     label="DreamerV3" if cfg.xp.name == "none" else f"DreamerV3-XP (xp={cfg.xp.name})")
         logger.finish()
         state.ratio, state.wall_time_s = ratio.state_dict(), wall_before + time.time() - started
         (run_dir / "done").write_text(json.dumps(state.summary(world)))

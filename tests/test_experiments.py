@@ -229,3 +229,28 @@ def test_each_run_shows_its_progress(smoke):
     status.update(env_steps=80, time=status["time"] + 1)
     (run.run_dir / "progress.json").write_text(json.dumps(status))
     assert runner_module.running_status([run], newer_than=status["time"] - 1).startswith("default/CartPole-v1/s0 80/160")
+
+
+def test_report_tables_of_any_metric_self_mean_and_fixed_normalization(smoke, tmp_path):
+    _, _, results_dir, _, _ = smoke
+    rows = load_rows(results_dir, "smoke")
+    report = write_report(rows, tmp_path / "all", reps=100, stats=["mean", "self_mean"],
+                          tables=["eval_return:auc", "train/loss_actor:last2", "eval_return:best"])
+    auc = pd.read_csv(tmp_path / "all" / "table_eval_return_auc.csv")
+    for _, t in auc.iterrows():  # the area under each run's curve over its span, averaged over seeds
+        mine = [r for r in rows if r["method"] == t["method"]]
+        values = [sum((b[1] + a[1]) / 2 * (b[0] - a[0]) for a, b in zip(r["curve"], r["curve"][1:]))
+                  / (r["curve"][-1][0] - r["curve"][0][0]) for r in mine]
+        assert t["mean"] == pytest.approx(sum(values) / len(values))
+    assert (tmp_path / "all" / "table_train_loss_actor_last2.md").exists() and "train/loss_actor, last2" in report["tables_md"]
+    aggregates = pd.read_csv(tmp_path / "all" / "aggregates.csv")
+    assert set(aggregates["stat"]) == {"mean", "self_mean"}
+    # the self-normalized scores do not move when only one method is shown
+    alone = write_report(rows, tmp_path / "alone", reps=100, methods=["default"], stats=["mean"])
+    shown = pd.read_csv(tmp_path / "alone" / "aggregates.csv")
+    both = aggregates[(aggregates["method"] == "default") & (aggregates["stat"] == "mean")]["value"].item()
+    assert shown["value"].item() == pytest.approx(both)
+    with pytest.raises(ValueError, match="unknown table value"):
+        write_report(rows, tmp_path / "bad", tables=["eval_return:sometimes"])
+    names = {Path(p).name for p in alone["plots"]}
+    assert {"aggregate.png", "profile.png", "returns.png"} <= names

@@ -29,9 +29,13 @@ import numpy as np
 from .atari_scores import human_normalized
 from .store import ResultsStore, read_run
 
-__all__ = ["load_rows", "finals_table", "env_reference", "self_normalized", "aggregate_table", "write_report"]
+__all__ = ["load_rows", "finals_table", "metric_table", "run_value", "env_reference", "self_normalized",
+           "aggregate_table", "pooled_configs", "write_report"]
 
-STATS = {"mean": "aggregate_mean", "median": "aggregate_median", "iqm": "aggregate_iqm"}
+#: aggregate statistics (rliable); ``self_mean`` is the seed tools' name for the mean self-normalized score
+STATS = {"mean": "aggregate_mean", "median": "aggregate_median", "iqm": "aggregate_iqm", "self_mean": "aggregate_mean"}
+#: how a run's series becomes one number in a table (``<metric>:<how>``; ``lastK``: the mean of its last K points)
+HOW = ("final", "best", "auc", "last<K>")
 
 
 def load_rows(results_dir: Path | None = None, experiment: str | None = None, runs: str | None = None) -> list[dict]:
@@ -89,6 +93,55 @@ def finals_table(rows: list[dict]) -> list[dict]:
         out.append({"env": env, "method": method, "n": len(a), "mean": float(a.mean()),
                     "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "min": float(a.min()), "max": float(a.max())})
     return out
+
+
+def run_series(row: dict, metric: str) -> tuple[list[int], list[float]]:
+    """A run's ``(env steps, values)`` of ``metric``: ``eval_return`` from its curve, any other logged scalar
+    (``train/loss_actor``, ``replay/effective_sample_size``, …) from its ``metrics.jsonl``."""
+    if metric == "eval_return":
+        curve = row.get("curve") or []
+        return [s for s, _ in curve], [float(v) for _, v in curve]
+    return _loss_curves(row, [metric]).get(metric, ([], []))
+
+
+def run_value(steps: list[int], values: list[float], how: str) -> float:
+    """One number of a series: ``final``, ``best`` (max), ``auc`` (the area under the curve over the steps it
+    spans, divided by that span: its average height) or ``last<K>`` (the mean of the last K points).
+
+    Examples:
+        >>> steps, values = [0, 10, 20], [0.0, 10.0, 30.0]
+        >>> [run_value(steps, values, h) for h in ("final", "best", "auc", "last2")]
+        [30.0, 30.0, 12.5, 20.0]
+    """
+    if not values:
+        return math.nan
+    if how == "final":
+        return float(values[-1])
+    if how == "best":
+        return float(max(values))
+    if how == "auc":
+        if len(values) == 1 or steps[-1] == steps[0]:
+            return float(values[-1])
+        return float(np.trapezoid(values, steps) / (steps[-1] - steps[0]))
+    if how.startswith("last") and how[4:].isdigit() and int(how[4:]) >= 1:
+        return float(np.mean(values[-int(how[4:]):]))
+    raise ValueError(f"unknown table value {how!r}; choose from {', '.join(HOW)}")
+
+
+def metric_table(rows: list[dict], metric: str = "eval_return", how: str = "final") -> list[dict]:
+    """Per (env, method): n, mean, std (ddof 1; 0 for one seed), min, max over seeds of ``run_value``.
+
+    Examples:
+        >>> rows = [{"env": "e", "method": "m", "curve": [(10, 1.0), (20, v)]} for v in (3.0, 5.0)]
+        >>> [(t["mean"], t["n"]) for t in metric_table(rows, "eval_return", "auc")]
+        [(2.5, 2)]
+    """
+    values = []
+    for r in rows:
+        if r.get("status", "done") == "done":
+            value = run_value(*run_series(r, metric), how)
+            values.append({**r, "final_return": value})
+    return finals_table(values)
 
 
 def env_reference(rows: list[dict], key: str = "final_return") -> dict[str, tuple[float, float]]:
@@ -231,6 +284,25 @@ def _write_aggregates(tables: dict[str, list[dict]], out: Path) -> str:
     return md
 
 
+def _write_metric_tables(rows, specs, out: Path) -> str:
+    import pandas as pd
+
+    md = ""
+    for metric, how in specs:
+        table = metric_table(rows, metric, how)
+        if not table:
+            continue
+        slug = f"{metric}_{how}".replace("/", "_")
+        pd.DataFrame(table).to_csv(out / f"table_{slug}.csv", index=False)
+        methods = sorted({t["method"] for t in table})
+        envs = sorted({t["env"] for t in table})
+        cell = {(t["env"], t["method"]): f"{t['mean']:.4g} ± {t['std']:.3g} (n={t['n']})" for t in table}
+        text = _markdown(["env", *methods], [[e, *[cell.get((e, m), "–") for m in methods]] for e in envs])
+        (out / f"table_{slug}.md").write_text(text)
+        md += f"**{metric}, {how}** (mean ± std over seeds)\n\n{text}\n"
+    return md
+
+
 def _save(fig, path: Path, dpi: int = 100) -> Path:
     import matplotlib.pyplot as plt
 
@@ -272,16 +344,20 @@ def _plot_returns(rows, out: Path) -> Path:
     return _save(fig, out / "returns.png")
 
 
-def _plot_aggregate(rows, stats, out: Path, points: int = 10) -> Path:
-    """Aggregate self-normalized score against the fraction of each env's budget."""
+def _plot_aggregate(rows, stats, out: Path, points: int = 10, reference=None, reps: int = 2000,
+                    human: bool = False) -> Path:
+    """Aggregate normalized score (self-normalized, or human-normalized for Atari) against the fraction of each
+    env's budget, with 95% stratified bootstrap bands."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from rliable import library as rly
     from rliable import metrics
 
+    _quiet_rliable()
     fractions = np.linspace(1.0 / points, 1.0, points)
-    reference = env_reference(rows)  # the scale of the final scores, for every point of the curve
+    reference = reference if reference is not None else env_reference(rows)  # the scale of the final scores
     budget = {env: max((s for r in rows if r["env"] == env for s, _ in r.get("curve", [])), default=0)
               for env in {r["env"] for r in rows}}
     per_fraction = []
@@ -296,21 +372,32 @@ def _plot_aggregate(rows, stats, out: Path, points: int = 10) -> Path:
         per_fraction.append(snapshot)
     methods = sorted({r["method"] for r in rows})
     envs = sorted({r["env"] for r in rows})
+    funcs = [getattr(metrics, STATS[stat]) for stat in stats]
+    estimates = []  # per fraction: (point, interval) by method
+    for snapshot in per_fraction:
+        scores = ({r["run_id"]: human_normalized(r["env"], r["at"]) for r in snapshot} if human
+                  else self_normalized(snapshot, key="at", reference=reference))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the final-score tables already warned about left-out runs
+            matrix = _score_matrix(snapshot, scores, methods, envs)
+        estimates.append(rly.get_interval_estimates(matrix, lambda x: np.array([f(x) for f in funcs]),
+                                                    reps=max(50, reps // 10), random_state=np.random.RandomState(0))
+                         if matrix else ({}, {}))
+    name = "human-normalized" if human else "self-normalized"
     fig, axes = plt.subplots(1, len(stats), figsize=(4.2 * len(stats), 3.5), squeeze=False)
-    for ax, stat in zip(axes[0], stats):
-        func = getattr(metrics, STATS[stat])
+    for j, (ax, stat) in enumerate(zip(axes[0], stats)):
         for i, m in enumerate(methods):
-            ys = []
-            for snapshot in per_fraction:
-                scores = self_normalized(snapshot, key="at", reference=reference)
-                matrix = _score_matrix(snapshot, scores, [m], envs)
-                ys.append(float(func(matrix[m])) if m in matrix else math.nan)
+            ys = [float(p[m][j]) if m in p else math.nan for p, _ in estimates]
+            low = [float(c[m][0, j]) if m in c else math.nan for _, c in estimates]
+            high = [float(c[m][1, j]) if m in c else math.nan for _, c in estimates]
             ax.plot(fractions, ys, color=f"C{i}", marker="o", markersize=3, label=m)
-        ax.set_title(f"{stat} self-normalized score")
+            ax.fill_between(fractions, low, high, color=f"C{i}", alpha=0.2)
+        ax.set_title(f"{stat} {name} score (95% CI)", fontsize=9)
         ax.set_xlabel("fraction of the env-step budget")
+        ax.set_ylabel(f"{name} score")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, out / "aggregate.png")
+    return _save(fig, out / ("aggregate_human.png" if human else "aggregate.png"))
 
 
 def _loss_curves(row: dict, metrics: list[str]) -> dict[str, tuple[list[int], list[float]]]:
@@ -351,21 +438,26 @@ def _plot_losses(rows, metrics, log_scale, out: Path) -> list[Path]:
                 runs = [curves[r["run_id"]][key] for r in env_rows if r["method"] == m and key in curves[r["run_id"]]]
                 if not runs:
                     continue
+                for run_steps, run_values in runs:  # every run faint behind the mean
+                    ax.plot(run_steps, run_values, color=f"C{i}", alpha=0.2, linewidth=0.6)
                 n = min(len(s) for s, _ in runs)
                 steps = runs[0][0][:n]
-                mean = np.mean([v[:n] for _, v in runs], 0)
-                values_all += list(mean)
-                ax.plot(steps, mean, color=f"C{i}", label=m, linewidth=1.2)
+                stacked = np.array([v[:n] for _, v in runs])
+                mean = stacked.mean(0)
+                values_all += [float(x) for x in stacked.flatten()]
+                ax.plot(steps, mean, color=f"C{i}", label=f"{m} (n={len(runs)})", linewidth=1.4)
+                ax.fill_between(steps, stacked.min(0), stacked.max(0), color=f"C{i}", alpha=0.15)
             positive = values_all and min(values_all) > 0
             spread = positive and max(values_all) / min(values_all) > 50
             if log_scale is True or (log_scale == "auto" and spread):
                 ax.set_yscale("log")
             ax.set_title(key.replace("train/", ""), fontsize=9)
+            ax.set_xlabel("env steps", fontsize=8)
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(keys):]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
-        fig.suptitle(f"{env}: training losses (mean over seeds)")
+        fig.suptitle(f"{env}: training metrics (mean over seeds, band: lowest to highest seed, runs faint)")
         paths.append(_save(fig, out / f"losses_{env.replace('/', '_')}.png", dpi=90))
     return paths
 
@@ -388,7 +480,11 @@ def _plot_profile(rows, scores, out: Path, reps: int) -> Path | None:
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=ax,
                                          colors={m: f"C{i}" for i, m in enumerate(methods)},
                                          xlabel="self-normalized score τ")
-    ax.legend(list(matrix), fontsize=8)
+    from matplotlib.lines import Line2D
+
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}  # one handle per method: the bands are artists too
+    ax.legend([Line2D([], [], color=colors[m]) for m in matrix], list(matrix), fontsize=8)
+    ax.set_ylabel("fraction of runs with score > τ")
     return _save(fig, out / "profile.png")
 
 
@@ -419,8 +515,14 @@ def pooled_configs(rows: list[dict], split: bool = False) -> list[str]:
 
 
 def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=(), stats=("mean", "median", "iqm"),
-                 log_scale="auto", latex=False, reps=2000, split_configs: bool = False) -> dict:
+                 log_scale="auto", latex=False, reps=2000, split_configs: bool = False,
+                 tables=("eval_return:final", "eval_return:auc")) -> dict:
     """Write every table and plot for ``rows`` (filtered by ``methods`` and ``envs``) into ``out``.
+
+    ``tables``: ``<metric>:<how>`` tables over seeds (``table_<metric>_<how>.md/.csv``) of any logged metric
+    (``eval_return``, ``train/loss_actor``, …) reduced per run by ``final``, ``best``, ``auc`` or ``last<K>``.
+    The self-normalized scores use references per env (the random policy's return, the best final return)
+    from every finished run in ``rows``, before the filters: a score does not change with what is shown.
 
     Runs of one method and env trained with different configs are pooled with a warning (``"warnings"`` of
     the result), or shown apart with ``split_configs``.
@@ -439,25 +541,39 @@ def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=()
     unknown = [s for s in stats if s not in STATS]
     if unknown:
         raise ValueError(f"unknown statistics {unknown}; choose from {list(STATS)}")
+    specs = [t.rsplit(":", 1) if ":" in t else (t, "final") for t in tables]
+    for _, how in specs:
+        run_value([0], [0.0], how)  # an unknown way to reduce a series fails before anything is written
+    all_done = [r for r in rows if r.get("status", "done") == "done"]
+    # normalization references per env from every finished run, whatever the filters show: fixed scores
+    reference = env_reference(all_done)
     rows = [dict(r) for r in rows if (not methods or r["method"] in methods) and (not envs or r["env"] in envs)]
     done = [r for r in rows if r.get("status", "done") == "done"]
+    if not done:
+        raise ValueError("no finished run left after the filters")
     pooled = pooled_configs(done, split_configs)
     for message in pooled:
         warnings.warn(message, stacklevel=2)
-    if not done:
-        raise ValueError("no finished run left after the filters")
+    for env, (base, best) in sorted(reference.items()):
+        if best == base and any(r["env"] == env for r in done):
+            warnings.warn(f"{env}: every finished run scores {best} (as the random policy): its self-normalized score "
+                          f"is undefined and it is left out of the aggregates", stacklevel=2)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     finals = finals_table(done)
-    scores = self_normalized(done)
-    tables = {"self-normalized final score": aggregate_table(done, scores, stats, reps)}
+    scores = self_normalized(done, reference=reference)
+    tables_out = {"self-normalized final score": aggregate_table(done, scores, stats, reps)}
     human = {r["run_id"]: human_normalized(r["env"], float(r["final_return"])) for r in done}
     atari = [r for r in done if human[r["run_id"]] is not None]
+    plain_stats = [s for s in stats if not s.startswith("self_")] or ["mean"]
     if atari:
-        tables["human-normalized final score (Atari)"] = aggregate_table(atari, human, stats, reps)
-    files = {"finals_md": _write_finals(finals, out, latex), "aggregates_md": _write_aggregates(tables, out)}
-    plots = [_plot_returns(done, out), _plot_aggregate(done, list(stats), out),
+        tables_out["human-normalized final score (Atari)"] = aggregate_table(atari, human, plain_stats, reps)
+    files = {"finals_md": _write_finals(finals, out, latex), "aggregates_md": _write_aggregates(tables_out, out)}
+    files["tables_md"] = _write_metric_tables(done, specs, out)
+    plots = [_plot_returns(done, out), _plot_aggregate(done, list(stats), out, reference=reference, reps=reps),
              *_plot_losses(done, list(metrics), log_scale, out), _plot_profile(done, scores, out, reps)]
+    if atari:
+        plots.append(_plot_aggregate(atari, plain_stats, out, reps=reps, human=True))
     files["plots"] = [str(p) for p in plots if p is not None]
     files["finals"] = finals
     files["failed"] = [r["run_id"] for r in rows if r.get("status", "done") != "done"]

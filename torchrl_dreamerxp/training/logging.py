@@ -252,14 +252,16 @@ def open_loop_frames(learner, batch, context: int = 5, max_videos: int = 4):
     return (video * 255).to(torch.uint8)
 
 
-def plot_returns(eval_csv: Path, out_png: Path, title: str = "", random_return: float | None = None) -> None:
-    """Evaluation return over env steps, as a PNG next to the run.
+def plot_returns(eval_csv: Path, out_png: Path, title: str = "", random_return: float | None = None,
+                 label: str = "eval return") -> None:
+    """Evaluation return over env steps (± the episodes' std where ``eval.csv`` has it), as a PNG next to the run;
+    ``label`` names the method.
 
     Examples:
         >>> import tempfile
         >>> run = Path(tempfile.mkdtemp())
         >>> _ = (run / "eval.csv").write_text("env_step,eval_return\\n1000,20.0\\n2000,60.0\\n")
-        >>> plot_returns(run / "eval.csv", run / "returns.png", title="demo", random_return=18.0)
+        >>> plot_returns(run / "eval.csv", run / "returns.png", title="demo", random_return=18.0, label="xp=full")
         >>> (run / "returns.png").stat().st_size > 1000
         True
     """
@@ -273,7 +275,12 @@ def plot_returns(eval_csv: Path, out_png: Path, title: str = "", random_return: 
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([int(r["env_step"]) for r in rows], [float(r["eval_return"]) for r in rows], marker="o", label="DreamerV3")
+    steps, means = [int(r["env_step"]) for r in rows], [float(r["eval_return"]) for r in rows]
+    ax.plot(steps, means, marker="o", label=label)
+    if all(r.get("eval_std") for r in rows):
+        std = [float(r["eval_std"]) for r in rows]
+        ax.fill_between(steps, [m - s for m, s in zip(means, std)], [m + s for m, s in zip(means, std)], alpha=0.2,
+                        label="± std over the evaluation episodes")
     if random_return is not None:
         ax.axhline(random_return, color="gray", linestyle="--", label="random policy")
     ax.set_xlabel("env steps")
