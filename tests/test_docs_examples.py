@@ -59,6 +59,14 @@ def test_open_loop_video_from_a_checkpoint(tmp_path, fast_overrides):
     assert gif.read_bytes()[:6] == b"GIF89a"
 
 
+def test_every_example_is_shown_on_the_documentation_site():
+    page = (ROOT / "docs" / "examples.md").read_text()
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert "examples.md" in nav
+    for script in EXAMPLES.glob("*.py"):
+        assert f'--8<-- "docs/examples/{script.name}"' in page, f"{script.name} is not on docs/examples.md"
+
+
 def test_every_public_class_and_function_has_a_runnable_example():
     # the doctests themselves run in every `make test` (pytest.ini: --doctest-modules)
     import importlib
