@@ -48,6 +48,7 @@ def test_store_has_a_row_per_run(smoke):
     assert sorted(df["run_id"]) == sorted(r["run_id"] for r in rows)
     assert set(df["method"]) == {"default", "curious_replay"} and set(df["seed"]) == {0, 1}
     assert df["identity"].str.len().eq(12).all() and df["identity"].nunique() == 4  # 2 variants x 2 seeds
+    assert df["config_id"].nunique() == 2  # the seeds of a variant share their config
     assert (df["experiment"] == "smoke").all() and (df["note"] == "ci smoke").all()
     assert (df["config.model.name"] == "tiny").all() and (df["env_steps"] == 160).all()
     assert "metric.train/loss_model_reconstruction" in df.columns and df["wall_time_s"].gt(0).all()
@@ -207,8 +208,10 @@ def test_a_changed_experiment_never_reuses_its_old_runs(tmp_path, capsys):
 def test_report_warns_when_it_pools_configs_and_can_split_them(smoke, tmp_path):
     _, _, results_dir, _, _ = smoke
     rows = load_rows(results_dir, "smoke")
+    report = write_report(rows, tmp_path / "seeds", reps=50)
+    assert report["warnings"] == []  # seeds of one config pool without a word
     for r in rows:  # as if seed 1 had been trained with another config
-        r["identity"] = "aaaaaa000000" if r["seed"] == 0 else "bbbbbb000000"
+        r["config_id"] = "aaaaaa000000" if r["seed"] == 0 else "bbbbbb000000"
     with pytest.warns(UserWarning, match="pools runs of 2 configs"):
         report = write_report(rows, tmp_path / "pooled", reps=50)
     assert len(report["warnings"]) == 2

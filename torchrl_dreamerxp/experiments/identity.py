@@ -30,16 +30,19 @@ def identity_config(cfg) -> dict:
             if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in NOT_IDENTITY)}
 
 
-def identity_hash(cfg) -> str:
-    """12 hex digits naming what a run is; equal for runs that differ only in :data:`NOT_IDENTITY` keys.
+def identity_hash(cfg, without: tuple[str, ...] = ()) -> str:
+    """12 hex digits naming what a run is; equal for runs that differ only in :data:`NOT_IDENTITY` keys (and
+    ``without``: ``("seed",)`` names the config a set of seeds shares).
 
     Examples:
         >>> identity_hash({"seed": 1, "threads": 2}) == identity_hash({"seed": 1, "threads": 8})
         True
         >>> identity_hash({"seed": 1}) == identity_hash({"seed": 2})
         False
+        >>> identity_hash({"seed": 1}, without=("seed",)) == identity_hash({"seed": 2}, without=("seed",))
+        True
     """
-    text = json.dumps(identity_config(cfg), sort_keys=True, default=str)
+    text = json.dumps({k: v for k, v in identity_config(cfg).items() if k not in without}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

@@ -489,11 +489,12 @@ def _plot_profile(rows, scores, out: Path, reps: int) -> Path | None:
 
 
 def pooled_configs(rows: list[dict], split: bool = False) -> list[str]:
-    """Warnings for every method × env whose runs were trained with different configs (``identity``); with
-    ``split`` each such run's method is renamed ``<method>@<identity>`` so the tables show them apart.
+    """Warnings for every method × env whose runs were trained with different configs (``config_id``, the
+    identity without the seed); with ``split`` each such run's method is renamed ``<method>@<config_id>`` so
+    the tables show them apart.
 
     Examples:
-        >>> rows = [{"method": "a", "env": "e", "identity": i} for i in ("111111aaaaaa", "222222bbbbbb")]
+        >>> rows = [{"method": "a", "env": "e", "config_id": i} for i in ("111111aaaaaa", "222222bbbbbb")]
         >>> pooled_configs(rows)[0].startswith("method a on e pools runs of 2 configs")
         True
         >>> _ = pooled_configs(rows, split=True); sorted(r["method"] for r in rows)
@@ -501,16 +502,16 @@ def pooled_configs(rows: list[dict], split: bool = False) -> list[str]:
     """
     groups: dict[tuple, set] = {}
     for r in rows:
-        groups.setdefault((r["method"], r["env"]), set()).add(r.get("identity"))
+        groups.setdefault((r["method"], r["env"]), set()).add(r.get("config_id"))
     warnings_, mixed = [], {k for k, ids in groups.items() if len(ids - {None}) > 1}
     for (method, env) in sorted(mixed):
         ids = sorted(i for i in groups[(method, env)] if i)
-        warnings_.append(f"method {method} on {env} pools runs of {len(ids)} configs (identities {', '.join(ids)})"
+        warnings_.append(f"method {method} on {env} pools runs of {len(ids)} configs (config ids {', '.join(ids)})"
                          + ("" if split else ": split_configs=true shows them apart"))
     if split:
         for r in rows:
-            if (r["method"], r["env"]) in mixed and r.get("identity"):
-                r["method"] = f"{r['method']}@{r['identity'][:6]}"
+            if (r["method"], r["env"]) in mixed and r.get("config_id"):
+                r["method"] = f"{r['method']}@{r['config_id'][:6]}"
     return warnings_
 
 

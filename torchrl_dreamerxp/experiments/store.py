@@ -38,7 +38,8 @@ def read_run(run_dir: Path) -> dict:
 
     Works on any run of ``recipes/train.py`` (inside an experiment or not). ``status`` is ``done`` when the
     run wrote ``done``, else ``incomplete``. ``method`` is the experiment variant's name when the runner left
-    ``variant.json``, else the XP method; ``identity`` the hash of its result-shaping config keys.
+    ``variant.json``, else the XP method; ``identity`` the hash of its result-shaping config keys, ``config_id``
+    the same without the seed (what the runs pooled over seeds share).
 
     Examples:
         >>> import tempfile
@@ -64,7 +65,7 @@ def read_run(run_dir: Path) -> dict:
     variant = json.loads((run_dir / "variant.json").read_text()) if (run_dir / "variant.json").exists() else {}
     return {
         "env": cfg["env"], "seed": cfg["seed"], "method": variant.get("method", "dreamerv3" if xp == "none" else xp),
-        "identity": identity_hash(cfg),
+        "identity": identity_hash(cfg), "config_id": identity_hash(cfg, without=("seed",)),
         "model": cfg.get("model", {}).get("name"),
         "status": "done" if done else "incomplete",
         "final_return": curve[-1][1] if curve else math.nan,
@@ -126,7 +127,7 @@ class ResultsStore:
     def rebuild_csv(self) -> None:
         with self._lock():
             rows = self.rows()
-            first = ["run_id", "experiment", "description", "note", "method", "env", "seed", "model", "identity", "status",
+            first = ["run_id", "experiment", "description", "note", "method", "env", "seed", "model", "identity", "config_id", "status",
                      "error", "final_return", "best_return", "random_return", "env_steps", "updates", "wall_time_s"]
             columns = [c for c in first if any(c in r for r in rows)]
             columns += sorted({k for r in rows for k in r} - set(columns))
