@@ -28,7 +28,7 @@ from torchrl_dreamerxp.training.checkpointer import Checkpointer
 from torchrl_dreamerxp.training.config_check import validate_config
 from torchrl_dreamerxp.training.distributed import init_distributed
 from torchrl_dreamerxp.training.evaluation import evaluate
-from torchrl_dreamerxp.training.exact_resume import CollectionLog, set_env_rng_state
+from torchrl_dreamerxp.training.exact_resume import CollectionLog
 from torchrl_dreamerxp.training.layout import extend_replay
 from torchrl_dreamerxp.training.logging import NullLogger, RunLogger, plot_returns
 from torchrl_dreamerxp.training.progress import Progress
@@ -77,18 +77,15 @@ def run(cfg: DictConfig) -> Path:
     resumed = checkpointer.restore(learner, replay, state, cfg.seed)
     ratio.load_state_dict(state.ratio)
     # one local env resumes exactly: its actions so far are recorded and replayed (training/exact_resume.py)
-    saved = checkpointer.collection
-    exact = cfg.exact_resume and cfg.envs == 1 and env is not None
-    log = CollectionLog(saved["actions"] if saved else None) if exact else None
-    if saved and exact:
-        set_env_rng_state(eval_env, saved["eval_rng"])
+    log, saved = CollectionLog.for_run(cfg.exact_resume and cfg.envs == 1 and env is not None, checkpointer.collection,
+                                       eval_env)
     started, wall_before = time.time(), state.wall_time_s  # wall time summed over resumes
     logger = (RunLogger(run_dir, cfg, resume_step=state.env_steps if resumed else None,
                         action_repeat=action_repeat(cfg.env, **cfg.env_kwargs)) if dist.is_main else NullLogger())
     if dist.is_main:  # a line before anything slow (a pixel env's random-policy evaluation takes a while)
-        print(f"{cfg.env} · {cfg.model.name} · xp={cfg.xp.name} · seed {cfg.seed}: "
-              + (f"resumed at env step {state.env_steps}" if resumed else
-                 f"evaluating the random policy ({cfg.eval.episodes} episodes), then {cfg.steps} env steps"), flush=True)
+        print(f"{cfg.env} · {cfg.model.name} · xp={cfg.xp.name} · seed {cfg.seed}: " + (
+            f"resumed at env step {state.env_steps}" if resumed else
+            f"evaluating the random policy ({cfg.eval.episodes} episodes), then {cfg.steps} env steps"), flush=True)
     if state.random_return is None and dist.is_main:  # the bar to clear: a uniformly random policy
         returns = evaluate(eval_env, None, cfg.eval.episodes, cfg.eval.max_steps)
         state.random_return = sum(returns) / len(returns)
@@ -124,7 +121,7 @@ def run(cfg: DictConfig) -> Path:
     # --- the loop: collect a round, store it, checkpoint when due, then its updates, logs and evaluation ---
     if resumed:  # the checkpoint came before its round's updates: redo them from the same state, replay and RNG
         learn_and_report(state.round_returns, 0)
-    for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved if log else None):
+    for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved):
         if log is not None:
             log.record(batch)
         finished = extend_replay(replay, batch, state, wm, world_size=world,

@@ -91,7 +91,7 @@ def replay_actions(env, carrier: TensorDictBase, actions: torch.Tensor) -> Tenso
         >>> env = make_env("gym/CartPole-v1", seed=0)
         >>> actions = torch.nn.functional.one_hot(torch.randint(2, (30,)), 2)
         >>> a = replay_actions(env, env.reset(), actions)
-        >>> env.set_seed(0)
+        >>> _ = env.set_seed(0)
         >>> b = replay_actions(env, env.reset(), actions)
         >>> bool((a["observation"] == b["observation"]).all())
         True
@@ -115,6 +115,21 @@ class CollectionLog:
     def __init__(self, actions: torch.Tensor | None = None):
         self._chunks: list[torch.Tensor] = [] if actions is None else [actions]
         self.collector = None  # set by make_collector while it runs
+
+    @classmethod
+    def for_run(cls, exact: bool, saved: dict[str, Any] | None, eval_env) -> tuple["CollectionLog | None", dict | None]:
+        """The log of a run that resumes exactly (``None`` otherwise) and the checkpoint's record it replays; the
+        evaluation env gets its saved RNG back.
+
+        Examples:
+            >>> CollectionLog.for_run(False, {"actions": torch.zeros(2, 1)}, None)
+            (None, None)
+        """
+        if not exact:
+            return None, None
+        if saved is not None:
+            set_env_rng_state(eval_env, saved["eval_rng"])
+        return cls(saved["actions"] if saved else None), saved
 
     def record(self, batch: TensorDictBase) -> None:
         """Keeps a collected round's actions (one env: ``[T, *action]``)."""
