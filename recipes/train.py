@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> Path:
     ratio.load_state_dict(state.ratio)
     # one local env resumes exactly: its actions so far are recorded and replayed (training/exact_resume.py)
     log, saved = CollectionLog.for_run(cfg.exact_resume and cfg.envs == 1 and env is not None, checkpointer.collection,
-                                       eval_env)
+                                       eval_env, resumed=resumed)
     started, wall_before = time.time(), state.wall_time_s  # wall time summed over resumes
     logger = (RunLogger(run_dir, cfg, resume_step=state.env_steps if resumed else None,
                         action_repeat=action_repeat(cfg.env, **cfg.env_kwargs)) if dist.is_main else NullLogger())

@@ -307,3 +307,51 @@ def test_one_trajectory_and_one_live_id():
     sample = rb.sample()
     assert sampler.probabilities()[sampler.last_sampled].tolist() == [1.0, 1.0]
     assert sample["priority_weight"].tolist() == [1.0] * 4 and sampler.stats()["replay/trajectories"] == 1.0
+
+
+def test_a_full_storage_of_one_step_episodes_keeps_indexing():
+    rb, sampler = buffer(capacity=4)
+    for _ in range(5):  # each write overwrites two whole trajectories: their ids are free again before new ones
+        rb.extend(TensorDict({"is_first": torch.ones(2, dtype=torch.bool), "reward": torch.ones(2),
+                              "step": torch.arange(2)}, [2]))
+    assert sampler.num_trajectories == 4 and stat(sampler, "length") == [1, 1, 1, 1]
+
+
+def test_a_write_longer_than_one_lane_leaves_the_other_lanes_episodes_whole():
+    for traj_key in (None, "traj"):
+        sampler = PrioritizedTrajectorySampler(1, lanes=2, traj_key=traj_key, **RECIPE_KEYS)
+        rb = TensorDictReplayBuffer(storage=LazyTensorStorage(8), sampler=sampler, writer=LaneWriter(2), batch_size=1)
+        rb.extend(TensorDict({"is_first": torch.tensor([True, True]), "reward": torch.ones(2), "lane": torch.tensor([0, 1]),
+                              "traj": torch.tensor([0, 1])}, [2]))
+        rb.extend(TensorDict({"is_first": torch.zeros(6, dtype=torch.bool), "reward": torch.ones(6),
+                              "lane": torch.tensor([0, 0, 0, 0, 0, 1]), "traj": torch.tensor([0, 0, 0, 0, 0, 1])}, [6]))
+        lane1 = [len_ for len_, s in zip(stat(sampler, "length"), sampler.index.stream[sampler.trajectory_stats()["id"]])
+                 if s == 1]
+        assert lane1 == [2], traj_key  # lane 1's episode goes on; only lane 0 lost steps
+
+
+def test_ids_interleaved_within_one_write_are_refused():
+    sampler = PrioritizedTrajectorySampler(1, traj_key="traj", reward_key="reward", init_key=None, done_key=None)
+    rb = TensorDictReplayBuffer(storage=LazyTensorStorage(20), sampler=sampler, batch_size=1)
+    with pytest.raises(ValueError, match="not consecutive"):
+        rb.extend(TensorDict({"traj": torch.tensor([0, 1, 0, 1]), "reward": torch.ones(4)}, [4]))
+
+
+def test_a_restored_sampler_draws_with_the_same_probabilities():
+    rb, sampler = buffer(capacity=20)
+    rb.extend(episodes([2, 2], [1.0, 5.0]))
+    sampler.update_priority(torch.tensor([0, 1]), {"recon_error": torch.tensor([1.0, 1.0])})
+    rb.extend(episodes([2], [0.0]))  # fresh: enters at the maximum of now
+    sampler.update_priority(torch.tensor([2, 3]), {"recon_error": torch.tensor([9.0, 9.0])})  # the maximum grows
+    clone = PrioritizedTrajectorySampler(1, **RECIPE_KEYS)
+    clone.load_state_dict(sampler.state_dict())
+    torch.testing.assert_close(clone.probabilities(), sampler.probabilities())
+
+
+def test_weights_without_a_uniform_fraction_and_score_settings_only_with_a_name():
+    rb, sampler = buffer(slice_len=1, batch=4, uniform_fraction=0.0, importance_beta=1.0, score=lambda st: st["return"])
+    rb.extend(episodes([1, 1, 1], [0.0, 1.0, 3.0]))  # the first never drawn (score 0)
+    w = rb.sample()["priority_weight"]
+    assert (w > 0).all() and w.max() <= 1.0
+    with pytest.raises(ValueError, match="go with a score name"):
+        PrioritizedTrajectorySampler(1, score=lambda st: st["return"], lambda_r=0.2)

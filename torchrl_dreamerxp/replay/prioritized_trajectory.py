@@ -222,7 +222,7 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
             top = float(mass[measured].max())
             self.max_mass = top if self.max_mass is None else max(self.max_mass, top)
         if self.score.fresh_at_max:
-            mass = torch.where(measured, mass, torch.full_like(mass, self.max_mass or 1.0))
+            mass = torch.where(measured, mass, torch.full_like(mass, 1.0 if self.max_mass is None else self.max_mass))
         total, alive, low = self._trees
         total[ids] = mass
         alive[ids] = torch.ones_like(mass)
@@ -240,7 +240,8 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         stats = self.trajectory_stats(ids)
         self.score.refresh(stats)
         measured = ~(torch.isnan(stats["recon_error"]) & torch.isnan(stats["value_error"]))
-        s = torch.nan_to_num(torch.as_tensor(self.score(stats[measured]), dtype=torch.double), nan=0.0).clamp(min=0)
+        s = torch.nan_to_num(torch.as_tensor(self.score(stats[measured]), dtype=torch.double).reshape(-1), nan=0.0,
+                             posinf=0.0).clamp(min=0)
         self.max_mass = float((s ** self.alpha).max()) if s.numel() else None
         self._write_leaves(ids)
 
@@ -269,7 +270,13 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
             traj[from_uniform] = torch.as_tensor(alive.scan_lower_bound(target[from_uniform] * live_sum)).long()
         if (~from_uniform).any():
             traj[~from_uniform] = torch.as_tensor(total.scan_lower_bound(target[~from_uniform] * mass_sum)).long()
-        return traj.clamp(max=n - 1)
+        traj = traj.clamp(max=n - 1)
+        dead = _leaves(alive, traj) <= 0  # a draw on a boundary (a random number of exactly 0): redraw uniformly
+        while dead.any():
+            traj[dead] = torch.as_tensor(alive.scan_lower_bound(torch.rand(int(dead.sum()), dtype=torch.double)
+                                                                * live_sum * (1 - 1e-12))).long().clamp(max=n - 1)
+            dead = _leaves(alive, traj) <= 0
+        return traj
 
     def sample(self, storage: Storage, batch_size: int) -> tuple[Any, dict]:
         if batch_size % self.slice_len:
@@ -295,7 +302,12 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         mass_sum, live = total.query(0, n), alive.query(0, n)
         u = self.uniform_fraction if mass_sum > 0 else 1.0
         p = lambda mass: (1 - u) * mass / max(mass_sum, 1e-300) + u / live  # noqa: E731
-        p_min = p(torch.tensor(low.query(0, n), dtype=torch.double))
+        lowest = low.query(0, n)
+        if lowest <= 0 and u == 0:  # trajectories of mass 0 are never drawn: the least drawable one sets the scale
+            ids = self.index.alive().nonzero().squeeze(1)
+            masses = _leaves(total, ids)
+            lowest = float(masses[masses > 0].min())
+        p_min = p(torch.tensor(lowest, dtype=torch.double))
         return (p_min / p(_leaves(total, traj))).pow(self.importance_beta).float()
 
     # -- priorities ---------------------------------------------------------------------------------
@@ -375,8 +387,9 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
                                  "births": self.births, "max_mass": self.max_mass, "unannounced": self._unannounced,
                                  "last_sampled": self.last_sampled.clone()}
         if self.index.layout is not None:
+            ids = self.index.alive().nonzero().squeeze(1)
             state.update(recon=self.recon.clone(), value_err=self.value_err.clone(), count=self.count.clone(),
-                         born=self.born.clone())
+                         born=self.born.clone(), leaf_ids=ids, leaf_mass=_leaves(self._trees[0], ids))
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -389,8 +402,11 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         if self.index.layout is not None:
             for key in ("recon", "value_err", "count", "born"):
                 setattr(self, key, state_dict[key].clone())
-            self._build_trees()
-            self._write_leaves(self.index.alive().nonzero().squeeze(1))  # the trees hold nothing else
+            self._build_trees()  # the saved leaves exactly (a fresh one keeps the maximum of when it came)
+            ids, mass = state_dict["leaf_ids"], state_dict["leaf_mass"].double()
+            if ids.numel():
+                total, alive, low = self._trees
+                total[ids], alive[ids], low[ids] = mass, torch.ones_like(mass), mass
 
     def dumps(self, path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)

@@ -130,9 +130,10 @@ class TrajectoryIndex:
         n = slot.numel()
         keep = self._last_writes(slot)
         if not keep.all():  # a write longer than a stream overwrote its own first steps: those are gone
+            # what the kept steps of those streams continue was lost: they start trajectories of their own
+            self.open[(slot[~keep] // size).unique()] = -1
             index, slot, n = index[keep], slot[keep], int(keep.sum())
             raw_index = tuple(index.unbind(-1)) if self.layout[0] == 2 else index
-            self.open[:] = -1  # what the kept steps continue was lost: they start trajectories of their own
         reward = self._column(storage, self.reward_key, raw_index, n, required=True).double()
         init = self._column(storage, self.init_key, raw_index, n)
         done = self._column(storage, self.done_key, raw_index, n)
@@ -145,7 +146,8 @@ class TrajectoryIndex:
         order = torch.sort(stream, stable=True).indices  # time order kept inside each stream
         slot, stream, pos, reward = slot[order], stream[order], pos[order], reward[order]
         init, done, ext = (None if x is None else x[order] for x in (init, done, ext))
-        changed = [self._evict(slot, pos)]
+        evicted = self._evict(slot, pos)
+        changed = [evicted]
         first_of_stream = torch.ones(n, dtype=torch.bool)
         first_of_stream[1:] = stream[1:] != stream[:-1]
         prev_done = torch.zeros(n, dtype=torch.bool)
@@ -160,6 +162,10 @@ class TrajectoryIndex:
             prev_ext[1:] = ext[:-1]
             prev_ext = torch.where(first_of_stream, self.ext_id[self.open[stream].clamp(min=0)], prev_ext)
             starts |= (ext != prev_ext) | (self.open[stream] < 0) & first_of_stream
+        # trajectories this write overwrote entirely (and does not continue) free their ids before new ones are taken
+        continued = self.open[stream[first_of_stream & ~starts]]
+        gone = evicted[(self.length[evicted] == 0) & ~torch.isin(evicted, continued)]
+        self._retire(gone)
         new = self._allocate(int(starts.sum()))
         traj = self._assign(starts, stream, first_of_stream, new)
         if ext is not None:
@@ -179,9 +185,10 @@ class TrajectoryIndex:
         self.open[hit] = traj[last[hit]]
         self.open_done[hit] = done[last[hit]].bool() if done is not None else False
         changed = torch.cat(changed + [traj]).unique()
-        dead = changed[self.length[changed] == 0]
+        dead = changed[(self.length[changed] == 0) & ~torch.isin(changed, gone)]
         self._retire(dead)
-        return {"new": new, "changed": changed[self.length[changed] > 0], "retired": dead}
+        retired = torch.cat([gone, dead])
+        return {"new": new, "changed": changed[self.length[changed] > 0], "retired": retired[~torch.isin(retired, new)]}
 
     @staticmethod
     def _last_writes(slot: torch.Tensor) -> torch.Tensor:
@@ -246,7 +253,8 @@ class TrajectoryIndex:
     def _check_not_interleaved(self, ext_new: torch.Tensor, new: torch.Tensor) -> None:
         alive = (self.length > 0).nonzero().squeeze(1)
         known = alive[~torch.isin(alive, new)]
-        clash = torch.isin(ext_new, self.ext_id[known])
+        ids, counts = ext_new.unique(return_counts=True)
+        clash = torch.isin(ext_new, self.ext_id[known]) | torch.isin(ext_new, ids[counts > 1])
         if clash.any():
             raise ValueError(
                 f"trajectory ids {ext_new[clash][:5].tolist()} continue after other trajectories were written in "

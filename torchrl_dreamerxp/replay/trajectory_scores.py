@@ -168,10 +168,10 @@ def make_score(score: str | TrajectoryScore | Callable, **kwargs) -> TrajectoryS
         >>> type(make_score("curious", c=10.0)).__name__, make_score("xp").lambda_eps
         ('CuriousScore', 0.5)
     """
-    if isinstance(score, TrajectoryScore):
-        return score
-    if callable(score):
-        return CallableScore(score)
+    if not isinstance(score, str):
+        if kwargs:
+            raise ValueError(f"score settings {sorted(kwargs)} go with a score name, not with {score!r}")
+        return score if isinstance(score, TrajectoryScore) else CallableScore(score)
     if score not in _SCORES:
         raise ValueError(f"unknown trajectory score {score!r}; choose one of {list(_SCORES)} or pass a callable")
     return _SCORES[score](**kwargs)

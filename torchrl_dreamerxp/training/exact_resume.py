@@ -117,15 +117,19 @@ class CollectionLog:
         self.collector = None  # set by make_collector while it runs
 
     @classmethod
-    def for_run(cls, exact: bool, saved: dict[str, Any] | None, eval_env) -> tuple["CollectionLog | None", dict | None]:
+    def for_run(cls, exact: bool, saved: dict[str, Any] | None, eval_env,
+                resumed: bool = False) -> tuple["CollectionLog | None", dict | None]:
         """The log of a run that resumes exactly (``None`` otherwise) and the checkpoint's record it replays; the
-        evaluation env gets its saved RNG back.
+        evaluation env gets its saved RNG back. A resumed run whose checkpoint has no record (made with
+        ``exact_resume=false`` or by an older version) cannot become exact later: no log.
 
         Examples:
             >>> CollectionLog.for_run(False, {"actions": torch.zeros(2, 1)}, None)
             (None, None)
+            >>> CollectionLog.for_run(True, None, None, resumed=True)
+            (None, None)
         """
-        if not exact:
+        if not exact or (resumed and saved is None):
             return None, None
         if saved is not None:
             set_env_rng_state(eval_env, saved["eval_rng"])
@@ -153,8 +157,10 @@ class CollectionLog:
         """Replays the recorded actions on the collector's fresh env and puts the saved carrier back."""
         carrier = replay_actions(env, collector._carrier, saved["actions"])
         restored = TensorDict.from_dict(saved["carrier"], batch_size=saved["carrier_shape"])
+        if carrier.device is not None:
+            restored = restored.to(carrier.device)
         for key in ("observation", "pixels"):
             if key in restored.keys() and key in carrier.keys() and not torch.equal(restored[key], carrier[key]):
                 warnings.warn("the replayed env did not reach the checkpoint's observation (a nondeterministic env?): "
                               "the resume is not exact", stacklevel=2)
-        collector._carrier = restored.to(collector._carrier.device) if collector._carrier.device else restored
+        collector._carrier = restored
