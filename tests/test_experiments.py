@@ -257,3 +257,23 @@ def test_report_tables_of_any_metric_self_mean_and_fixed_normalization(smoke, tm
         write_report(rows, tmp_path / "bad", tables=["eval_return:sometimes"])
     names = {Path(p).name for p in alone["plots"]}
     assert {"aggregate.png", "profile.png", "returns.png"} <= names
+
+
+def test_a_report_over_two_experiments_and_the_atari_plot(smoke, tmp_path):
+    import shutil
+
+    _, _, results_dir, _, _ = smoke
+    shutil.copytree(results_dir / "smoke", tmp_path / "results" / "smoke")
+    shutil.copytree(results_dir / "smoke", tmp_path / "results" / "again")
+    out = subprocess.run([sys.executable, str(ROOT / "recipes" / "report.py"), "experiments=[smoke,again]",
+                          f"results_dir={tmp_path / 'results'}", f"out={tmp_path / 'both'}", "reps=50"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=240)
+    assert out.returncode == 0, out.stderr[-1500:]
+    header = (tmp_path / "both" / "finals.md").read_text().splitlines()[0]
+    assert header == "| env | again/curious_replay | again/default | smoke/curious_replay | smoke/default |"
+    rows = [{"run_id": f"{m}{s}", "method": m, "env": "atari/Boxing", "seed": s, "status": "done", "random_return": 0.1,
+             "final_return": 10.0 * (s + 1) + (m == "b") * 20, "curve": [(50_000, 2.0), (100_000, 10.0 * (s + 1))]}
+            for m in "ab" for s in range(3)]
+    report = write_report(rows, tmp_path / "atari", reps=50)
+    assert "human-normalized final score (Atari)" in report["aggregates_md"]
+    assert (tmp_path / "atari" / "aggregate_human.png").read_bytes()[:8] == PNG
