@@ -147,7 +147,7 @@ def test_resume_keeps_every_evaluation_when_intervals_do_not_align_with_rounds(t
 def test_an_interrupted_run_resumes_update_for_update(tmp_path, monkeypatch, run_config):
     """One CartPole env: stopped right after a checkpoint mid-episode, resumed, the run gives the same losses
     and evaluation returns as the run that was never stopped (the env is replayed to where it was)."""
-    common = ["steps=256", "checkpoint_every=96", "eval.every=64", "eval.episodes=2", "logger.every=32"]
+    common = ["steps=192", "checkpoint_every=80", "eval.every=64", "eval.episodes=2", "logger.every=32"]
     losses = []
     update = Learner.update
 

@@ -76,7 +76,17 @@ def env_rng_state(env) -> dict | None:
 
 
 def set_env_rng_state(env, state: dict | None) -> None:
-    """Restores :func:`env_rng_state` (a no-op for ``None``)."""
+    """Restores :func:`env_rng_state` (a no-op for ``None``).
+
+    Examples:
+        >>> from torchrl_dreamerxp.envs import make_env
+        >>> env = make_env("gym/CartPole-v1", seed=3)
+        >>> state = env_rng_state(env)
+        >>> a = env.reset()["observation"]
+        >>> set_env_rng_state(env, state)
+        >>> bool((env.reset()["observation"] == a).all())
+        True
+    """
     rng = _gym_rng(env)
     if rng is not None and state is not None:
         rng.bit_generator.state = state
@@ -161,6 +171,9 @@ class CollectionLog:
             restored = restored.to(carrier.device)
         for key in ("observation", "pixels"):
             if key in restored.keys() and key in carrier.keys() and not torch.equal(restored[key], carrier[key]):
-                warnings.warn("the replayed env did not reach the checkpoint's observation (a nondeterministic env?): "
-                              "the resume is not exact", stacklevel=2)
+                warnings.warn("the replayed env did not reach the checkpoint's observation (another seed or env, or a "
+                              "nondeterministic env): the resume is not exact; it goes on from the replayed env",
+                              stacklevel=2)
+                collector._carrier = carrier  # consistent with the env; the policy's state starts afresh
+                return
         collector._carrier = restored

@@ -27,7 +27,8 @@ class Progress:
         >>> progress = Progress(total=32, every=16, state=state, show=False)
         >>> state.env_steps, state.updates = 16, 4
         >>> progress.train_metrics, progress.last_return = {"loss": 1.0}, 20.0
-        >>> progress.round_done(16, state, NullLogger())
+        >>> progress.round_done(16, state, NullLogger())  # doctest: +ELLIPSIS
+        step 16/32 (50%)  updates 4  last return 20.0 ...
         True
         >>> state.next_log
         32
@@ -36,7 +37,8 @@ class Progress:
         False
         >>> state.env_steps = 32
         >>> state.next_log = 48  # as after a log at step 32 would be: the last step logs anyway
-        >>> progress.round_done(8, state, NullLogger())
+        >>> progress.round_done(8, state, NullLogger())  # doctest: +ELLIPSIS
+        step 32/32 (100%) ...
         True
     """
 
