@@ -91,7 +91,7 @@ def run(cfg: DictConfig) -> Path:
         state.random_return = sum(returns) / len(returns)
         logger.log({"eval/random_return": state.random_return}, 0)
     progress = Progress(cfg.steps, cfg.logger.every, state, show=cfg.progress and dist.is_main,
-                        status_file=run_dir / "progress.json" if dist.is_main else None)
+                        status_file=run_dir / "progress.json" if dist.is_main else None, quiet=not dist.is_main)
 
     def learn_and_report(finished: list[float], frames: int) -> None:
         """A collected round's episode logs, the updates now due, then the scalar log and evaluation when due."""

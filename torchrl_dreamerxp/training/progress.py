@@ -42,8 +42,9 @@ class Progress:
         True
     """
 
-    def __init__(self, total: int, every: int, state: RunState, show: bool = True, status_file: Path | None = None):
-        self.every, self.total, self.show, self.status_file = every, total, show, status_file
+    def __init__(self, total: int, every: int, state: RunState, show: bool = True, status_file: Path | None = None,
+                 quiet: bool = False):
+        self.every, self.total, self.show, self.status_file, self.quiet = every, total, show, status_file, quiet
         self._status_written = 0.0
         self.train_metrics: dict[str, float] = {}  # of the last update that was not skipped
         self.last_return = float("nan")  # of the last finished training episode
@@ -68,7 +69,7 @@ class Progress:
                     "train/updates": state.updates}, state.env_steps)
         self.bar.set_postfix(ret=f"{self.last_return:.1f}", sps=f"{rates['perf/env_steps_per_s']:.0f}",
                              ups=f"{rates['perf/updates_per_s']:.2f}")
-        if not self.show:
+        if not self.show and not self.quiet:  # quiet: the other ranks of a torchrun run
             print(f"step {state.env_steps}/{self.total} ({100 * state.env_steps / self.total:.0f}%)  updates {state.updates}  "
                   f"last return {self.last_return:.1f}  {rates['perf/env_steps_per_s']:.0f} steps/s  "
                   f"{rates['perf/updates_per_s']:.2f} updates/s", flush=True)
