@@ -237,12 +237,8 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
     def refresh(self) -> None:
         """Recompute the score's normalization over every live trajectory and rewrite all scores (O(n))."""
         ids = self.index.alive().nonzero().squeeze(1)
-        stats = self.trajectory_stats(ids)
-        self.score.refresh(stats)
-        measured = ~(torch.isnan(stats["recon_error"]) & torch.isnan(stats["value_error"]))
-        s = torch.nan_to_num(torch.as_tensor(self.score(stats[measured]), dtype=torch.double).reshape(-1), nan=0.0,
-                             posinf=0.0).clamp(min=0)
-        self.max_mass = float((s ** self.alpha).max()) if s.numel() else None
+        self.score.refresh(self.trajectory_stats(ids))
+        self.max_mass = None  # _write_leaves sets it to the largest measured score^α of the live trajectories
         self._write_leaves(ids)
 
     def probabilities(self) -> torch.Tensor:
@@ -258,11 +254,17 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         return (1 - self.uniform_fraction) * mass / mass.sum() + self.uniform_fraction * uniform
 
     # -- sampling -----------------------------------------------------------------------------------
+    def _mixture(self) -> tuple[float, float, float]:
+        """Σ s^α, the number of live trajectories, and the uniform fraction in force (all of it while Σ s^α = 0)."""
+        total, alive, _ = self._trees
+        n = self.index.capacity
+        mass_sum = total.query(0, n)
+        return mass_sum, alive.query(0, n), self.uniform_fraction if mass_sum > 0 else 1.0
+
     def _draw(self, num: int) -> torch.Tensor:
         total, alive, _ = self._trees
         n = self.index.capacity
-        mass_sum, live_sum = total.query(0, n), alive.query(0, n)
-        u = self.uniform_fraction if mass_sum > 0 else 1.0
+        mass_sum, live_sum, u = self._mixture()
         from_uniform = torch.rand(num) < u
         target = torch.rand(num, dtype=torch.double) * (1 - 1e-12)
         traj = torch.empty(num, dtype=torch.long)
@@ -297,10 +299,9 @@ class PrioritizedTrajectorySampler(PrioritizedSampler):
         return self.index.storage_index(slots), info
 
     def _weights(self, traj: torch.Tensor) -> torch.Tensor:
-        total, alive, low = self._trees
+        total, _, low = self._trees
         n = self.index.capacity
-        mass_sum, live = total.query(0, n), alive.query(0, n)
-        u = self.uniform_fraction if mass_sum > 0 else 1.0
+        mass_sum, live, u = self._mixture()
         p = lambda mass: (1 - u) * mass / max(mass_sum, 1e-300) + u / live  # noqa: E731
         lowest = low.query(0, n)
         if lowest <= 0 and u == 0:  # trajectories of mass 0 are never drawn: the least drawable one sets the scale

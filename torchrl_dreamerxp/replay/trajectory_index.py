@@ -161,7 +161,7 @@ class TrajectoryIndex:
             prev_ext = torch.empty_like(ext)
             prev_ext[1:] = ext[:-1]
             prev_ext = torch.where(first_of_stream, self.ext_id[self.open[stream].clamp(min=0)], prev_ext)
-            starts |= (ext != prev_ext) | (self.open[stream] < 0) & first_of_stream
+            starts |= ext != prev_ext
         # trajectories this write overwrote entirely (and does not continue) free their ids before new ones are taken
         continued = self.open[stream[first_of_stream & ~starts]]
         gone = evicted[(self.length[evicted] == 0) & ~torch.isin(evicted, continued)]
