@@ -37,8 +37,8 @@ def test_resume_restores_every_part_and_redoes_the_same_updates(tmp_path, monkey
         saved[counters["env_steps"]] = fingerprint(learner, replay)
         return save(directory, learner, replay, counters, keep=keep, collection=collection)
 
-    def recording_load(path, learner, replay):
-        counters = load(path, learner, replay)
+    def recording_load(path, learner, replay, extras=None):
+        counters = load(path, learner, replay, extras)
         loaded[counters["env_steps"]] = fingerprint(learner, replay)
         return counters
 

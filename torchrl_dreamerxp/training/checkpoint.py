@@ -266,8 +266,9 @@ def read_counters(path: Path) -> dict:
     return json.loads((path / COUNTERS).read_text())
 
 
-def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
-    """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters.
+def load_checkpoint(path: Path, learner, replay_buffer, extras: dict | None = None) -> dict:
+    """Restores the learner, optimizers, scheduler, replay and RNG in place; returns the counters. ``extras``
+    receives the other entries of ``state.pt`` (``collection``: the exact-resume record), read in the same pass.
 
     Examples:
         >>> import tempfile
@@ -283,8 +284,9 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
         >>> _ = replay.extend(TensorDict({"x": torch.arange(4.0)}, [4]))
         >>> path = save_checkpoint(Path(tempfile.mkdtemp()), learner(), replay, {"env_steps": 7})
         >>> restored_replay = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
-        >>> load_checkpoint(path, learner(), restored_replay), len(restored_replay)
-        ({'env_steps': 7}, 4)
+        >>> extras = {}
+        >>> load_checkpoint(path, learner(), restored_replay, extras), len(restored_replay), extras
+        ({'env_steps': 7}, 4, {})
     """
     try:
         counters = read_counters(path)
@@ -304,20 +306,9 @@ def load_checkpoint(path: Path, learner, replay_buffer) -> dict:
     random.setstate(rng["python"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+    if extras is not None:
+        extras.update({k: v for k, v in state.items() if k not in ("learner", "training", "rng")})
     return counters
-
-
-def load_collection(path: Path) -> dict | None:
-    """The collection record a checkpoint holds for an exact resume (``None`` if it has none).
-
-    Examples:
-        >>> import tempfile
-        >>> folder = Path(tempfile.mkdtemp())
-        >>> torch.save({"collection": {"actions": torch.zeros(3, 2)}}, folder / "state.pt")
-        >>> load_collection(folder)["actions"].shape
-        torch.Size([3, 2])
-    """
-    return safe_load(Path(path) / "state.pt").get("collection")
 
 
 def load_networks(path: Path, **networks) -> None:

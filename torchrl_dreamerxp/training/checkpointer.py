@@ -8,8 +8,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from .checkpoint import (latest_checkpoint, load_checkpoint, load_collection, loadable_checkpoint, read_counters,
-                         save_checkpoint)
+from .checkpoint import latest_checkpoint, load_checkpoint, loadable_checkpoint, read_counters, save_checkpoint
 from .config_schema import flat_keys
 from .run_state import RunState
 
@@ -17,7 +16,8 @@ __all__ = ["Checkpointer", "ResumeError", "RESUME_MAY_CHANGE"]
 
 #: keys a resumed run may change (``steps`` to extend it, how it reports, how fast it runs); any other key
 #: that differs from the run's ``config.yaml`` is refused unless ``resume_allow_changes=true``
-RESUME_MAY_CHANGE = ("steps", "resume", "resume_allow_changes", "exact_resume", "run_dir", "progress", "threads", "compile", "device",
+RESUME_MAY_CHANGE = ("steps", "resume", "resume_allow_changes", "exact_resume", "run_dir", "progress", "threads",
+                     "compile", "device",
                      "eval.", "logger.", "checkpoint_every", "checkpoint_keep", "max_nonfinite_updates",
                      "collector.ray_address")
 
@@ -125,8 +125,9 @@ class Checkpointer:
         """Loads :attr:`last` into ``learner``, ``replay`` and ``state``; ``False`` (nothing loaded) without one."""
         if self.last is None:
             return False
-        state.load_state_dict(load_checkpoint(self.last, learner, replay))  # every rank: rank 0's model and replay
-        self.collection = load_collection(self.last) if self.world_size == 1 else None
+        extras: dict = {}
+        state.load_state_dict(load_checkpoint(self.last, learner, replay, extras))  # every rank: rank 0's model, replay
+        self.collection = extras.get("collection") if self.world_size == 1 else None
         self._schedule(state.env_steps)
         if self.world_size > 1:  # ranks sample their own actions and slices
             torch.manual_seed(seed + 7919 * self.rank + state.env_steps)
