@@ -7,14 +7,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..training.checkpointer import RESUME_MAY_CHANGE
 from ..training.config_schema import flat_keys
 
 __all__ = ["NOT_IDENTITY", "identity_config", "identity_hash", "expected_config", "config_differences"]
 
-#: keys (or prefixes) that leave the result alone: where the run lives, how it reports, how fast it runs
-NOT_IDENTITY = ("run_dir", "resume", "resume_allow_changes", "exact_resume", "progress", "threads", "compile",
-                "device", "logger.", "checkpoint_every", "checkpoint_keep", "max_nonfinite_updates",
-                "collector.ray_address")
+#: key prefixes that leave the result alone: what a resume may change (where the run lives, how it reports, how
+#: fast it runs), except the budget and the evaluation, which change what a run learns or measures
+NOT_IDENTITY = tuple(key for key in RESUME_MAY_CHANGE if key not in ("steps", "eval."))
 
 
 def identity_config(cfg) -> dict:
@@ -26,8 +26,7 @@ def identity_config(cfg) -> dict:
     """
     if not isinstance(cfg, dict):
         cfg = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in flat_keys(cfg).items()
-            if not any(k == p or (p.endswith(".") and k.startswith(p)) for p in NOT_IDENTITY)}
+    return {k: v for k, v in flat_keys(cfg).items() if not k.startswith(NOT_IDENTITY)}
 
 
 def identity_hash(cfg, without: tuple[str, ...] = ()) -> str:
