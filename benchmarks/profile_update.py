@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     if args.compile:
         from torchrl_dreamerxp.training.agent import compile_networks
 
-        compile_networks(learner.world_model, learner.actor, learner.critic, dynamic=False)
+        compile_networks(learner.world_model, learner.actor, learner.critic, learner.ensemble, dynamic=False)
     phases: dict[str, float] = {}
     for name, owner, attr in [("world model loss", learner.world_model_loss, "forward"),
                               ("imagination", learner.imagination, "forward"),

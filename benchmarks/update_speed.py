@@ -164,7 +164,7 @@ def build_ours(preset: str, kind: str, batch: int, seq: int, horizon: int, intri
     elif compiled:  # as compile=true in the recipe
         from torchrl_dreamerxp.training.agent import compile_networks
 
-        compile_networks(learner.world_model, learner.actor, learner.critic, dynamic=False)
+        compile_networks(learner.world_model, learner.actor, learner.critic, learner.ensemble, dynamic=False)
     if not intrinsic:
         return (lambda: learner.update(data)), params, sizes
     probe = {"ensemble_s": 0.0}

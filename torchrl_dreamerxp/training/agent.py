@@ -70,8 +70,10 @@ def build_networks(model_cfg, shapes: EnvShapes):
     return world_model, actor, critic
 
 
-def compile_networks(world_model: WorldModel, actor: Actor, critic: TwoHotHead, **compile_kwargs) -> int:
-    """``compile=true``: ``torch.compile`` the RSSM steps and, in place, every MLP of the three networks.
+def compile_networks(world_model: WorldModel, actor: Actor, critic: TwoHotHead, ensemble: RewardEnsemble | None = None,
+                     **compile_kwargs) -> int:
+    """``compile=true``: ``torch.compile`` the RSSM steps and, in place, every MLP of the three networks (and,
+    given the XP reward ensemble, its scoring of imagined steps and its member MLP).
 
     Same math, fewer passes over memory: inductor fuses each hidden layer's RMSNorm and SiLU (forward and
     backward) around the matrix products (measured in ``docs/benchmarks.md``). Each MLP compiles once per input
@@ -90,6 +92,8 @@ def compile_networks(world_model: WorldModel, actor: Actor, critic: TwoHotHead, 
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(mlps))
     for mlp in mlps:
         mlp.compile(**compile_kwargs)
+    if ensemble is not None:
+        ensemble.compile_scoring(**compile_kwargs)
     return len(mlps)
 
 
@@ -157,11 +161,11 @@ def build_agent(cfg, shapes: EnvShapes, device: torch.device | str = "cpu", dist
     from ..modules import DreamerPolicy
 
     world_model, actor, critic = build_networks(cfg.model, shapes)
-    if cfg.compile:
-        mode = {"mode": "reduce-overhead"} if cfg.compile == "reduce-overhead" else {}
-        compile_networks(world_model, actor, critic, dynamic=False, **mode)
     # XP latent reward disagreement: an ensemble's intrinsic reward mixed into the imagined one
     ensemble, reward_transform = build_intrinsic(cfg.xp, world_model, shapes) if cfg.xp.intrinsic else (None, None)
+    if cfg.compile:
+        mode = {"mode": "reduce-overhead"} if cfg.compile == "reduce-overhead" else {}
+        compile_networks(world_model, actor, critic, ensemble, dynamic=False, **mode)
     learner = build_learner(cfg, world_model, actor, critic, ensemble, reward_transform).to(device)
     if distributed is not None:
         learner.enable_data_parallel(distributed)
