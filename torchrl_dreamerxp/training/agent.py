@@ -93,7 +93,8 @@ def compile_networks(world_model: WorldModel, actor: Actor, critic: TwoHotHead, 
     for mlp in mlps:
         mlp.compile(**compile_kwargs)
     if ensemble is not None:
-        ensemble.compile_scoring(**compile_kwargs)
+        # inductor only: the ensemble's CUDA-graph capture (mode="reduce-overhead") has never run on a GPU
+        ensemble.compile_scoring(**{k: v for k, v in compile_kwargs.items() if k != "mode"})
     return len(mlps)
 
 
