@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -605,6 +606,9 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per workload subprocess")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (default workloads: GPU_WORKLOADS)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="workload subprocesses at once; above 1 they share the cores and distort each other's "
+                        "timings, so only --quick (a smoke run) accepts it")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -616,6 +620,8 @@ def main(argv=None) -> int:
         args.batch, args.seq, args.horizon = args.batch or 16, args.seq or 64, args.horizon or 15
         args.threads = args.threads or 2
         args.iters = args.iters or 5
+    if args.jobs < 1 or (args.jobs > 1 and not args.quick):
+        p.error(f"--jobs {args.jobs}: timed workloads run one at a time; --jobs above 1 is for --quick only")
     catalogue = catalogue_for(args)
 
     if args.one is not None:  # child
@@ -632,10 +638,12 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in catalogue]
     if unknown:
         p.error(f"unknown workloads {unknown}; choose from {list(catalogue)}")
-    rows = []
-    for name in names:
+    def run(name: str) -> dict:
         print(f"running {name} ...", flush=True)
-        rows.append(spawn(name, args))
+        return spawn(name, args)
+
+    with ThreadPoolExecutor(args.jobs) as pool:  # one at a time unless a smoke run asks for more
+        rows = list(pool.map(run, names))
     ratios = compute_ratios(rows)
     import torch
     import torchrl
@@ -646,6 +654,7 @@ def main(argv=None) -> int:
                 " + critic + backward + optimizer step + slow critic); float32 unless a row says bfloat16",
         "device": args.device,
         "quick": args.quick,
+        "jobs": args.jobs,
         "tune_malloc": args.tune_malloc,
         "workloads": rows,
         "ratios": ratios,

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import update_speed  # noqa: E402
 
 
 def test_update_speed_quick(tmp_path):
     out = tmp_path / "update_speed.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "update_speed.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,  # 5 subprocesses; slow on a loaded machine
+        # two workload subprocesses at once (a smoke run: the timings need not be clean)
+        [sys.executable, str(ROOT / "benchmarks" / "update_speed.py"), "--quick", "--jobs", "2", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,  # 7 subprocesses; slow on a loaded machine
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -34,7 +37,15 @@ def test_update_speed_quick(tmp_path):
     ratio = result["ratios"]["tiny/vector"]
     assert ratio["torchrl_over_ours_median"] > 0
     assert ratio["params_torchrl"] == ratio["params_ours"]  # sizes matched exactly on the vector row
-    assert result["machine"]["torch"] and result["command"]
+    assert result["machine"]["torch"] and result["command"] and result["jobs"] == 2
+    assert [r["name"] for r in rows] == list(update_speed.QUICK)  # in the catalogue's order, whatever finished first
+
+
+def test_timed_workloads_run_one_at_a_time(capsys):
+    # concurrent workloads distort each other's timings: only a smoke run may ask for them
+    with pytest.raises(SystemExit):
+        update_speed.main(["--jobs", "2", "--workloads", "ours-tiny-vector"])
+    assert "--quick only" in capsys.readouterr().err
 
 
 def test_profile_update_smoke(tmp_path):
