@@ -25,6 +25,28 @@ def test_defaults_and_every_method_are_valid():
     validate_config(config("compile=reduce-overhead", "precision=bfloat16"))
 
 
+def test_precision_auto_resolves_to_what_the_device_computes_fastest(monkeypatch, tmp_path):
+    # the config a run records says which dtype it ran in, never "auto"
+    import torchrl_dreamerxp.training.precision as precision
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    assert precision.cpu_flags(info) == {"fpu", "sse2", "avx512f", "amx_bf16", "amx_tile"}
+    assert precision.native_cpu_bfloat16(precision.cpu_flags(info))
+    assert precision.cpu_flags(tmp_path / "missing") == set()  # off Linux: no flags, so float32
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    cfg = config("precision=auto")
+    validate_config(cfg)
+    assert cfg.precision == "bfloat16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f"})  # bf16 emulated only: no gain
+    cfg = config("precision=auto")
+    validate_config(cfg)
+    assert cfg.precision == "float32"
+    cfg = config("precision=bfloat16")  # an explicit value is kept
+    validate_config(cfg)
+    assert cfg.precision == "bfloat16"
+
+
 # (overrides, the key the message must name, a word of the allowed values)
 BAD = [
     (["steps=0"], "steps", ">= 1"),
@@ -72,7 +94,7 @@ BAD = [
     (["collector.workers=0"], "collector.workers", ">= 1"),
     (["collector.backend=ray", "collector.workers=3"], "collector.backend=ray", "multiple of collector.workers"),
     (["collector.backend=ray", "envs=2"], "collector.backend=ray", "envs must be 1"),
-    (["precision=float16"], "precision", "float32 or bfloat16"),
+    (["precision=float16"], "precision", "float32, bfloat16 or auto"),
     (["prefill=2000", "steps=1000"], "steps", "past prefill"),
     (["batch_length=2000", "prefill=2500", "steps=1000", "replay_size=100000"], "steps", "past prefill"),
     (["frames_per_batch=5000", "steps=2000"], "steps", "one round of frames_per_batch"),

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from ..replay.trajectory_scores import make_score
 from ..schedulers import scheduler_from_config
 from .config_schema import ConfigError, schema_problems, xp_methods
+from .precision import resolve_precision
 from .presets import PLACEHOLDER, apply_family_defaults
 
 __all__ = ["ConfigError", "validate_config"]
@@ -55,7 +56,9 @@ def _cross_key_problems(cfg: DictConfig, ok) -> list[str]:
 
 def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
     """Fill the keys left to the env family (:func:`~torchrl_dreamerxp.training.presets.apply_family_defaults`),
-    then raise one :class:`ConfigError` listing every impossible value of a ``configs/train.yaml`` config.
+    then raise one :class:`ConfigError` listing every impossible value of a ``configs/train.yaml`` config;
+    a valid ``precision=auto`` becomes the dtype it resolves to
+    (:func:`~torchrl_dreamerxp.training.precision.resolve_precision`).
 
     Examples:
         >>> from hydra import compose, initialize_config_dir
@@ -81,3 +84,5 @@ def validate_config(cfg: DictConfig, check_env: bool = True) -> None:
             problems.append(f"env={cfg.env!r}: {err}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    # precision=auto: what this device computes fastest, recorded in config.yaml as the value it resolved to
+    cfg.precision = resolve_precision(cfg.precision, cfg.device)

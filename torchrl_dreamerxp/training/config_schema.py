@@ -274,7 +274,7 @@ class TrainConfig:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     device: str = ranged(Rule(_is_device, "cpu, cuda or cuda:<index>"))
     threads: int = ranged(Rule.integer(0, "(0: torch's default)"))
-    precision: str = ranged(Rule.one_of("float32", "bfloat16", words="float32 or bfloat16"))
+    precision: str = ranged(Rule.one_of("float32", "bfloat16", "auto", words="float32, bfloat16 or auto"))
     compile: Any = ranged(Rule(lambda v: isinstance(v, bool) or v == "reduce-overhead",
                                "true, false or reduce-overhead (CUDA graphs on a GPU)"))
     run_dir: str = ranged(Rule(_writable_dir, "a folder that can be created and written"))
