@@ -31,11 +31,14 @@ class DreamerV3Loss(LossModule):
     returns are computed, and the replay value loss learns the same mixed reward of the replayed steps.
 
     Args:
-        world_model, actor, critic: the networks.
+        world_model: the world model.
+        actor: the actor.
+        critic: the two-hot critic.
         horizon: imagined steps (15).
         reward_transform: an intrinsic-reward transform, or ``None``.
-        world_model_kwargs, actor_kwargs, critic_kwargs: passed to :class:`WorldModelLoss`, :class:`ActorLoss`
-            and :class:`CriticLoss`.
+        world_model_kwargs: passed to :class:`WorldModelLoss`.
+        actor_kwargs: passed to :class:`ActorLoss`.
+        critic_kwargs: passed to :class:`CriticLoss`.
 
     Examples:
         >>> from torchrl_dreamerxp.modules import Actor, TwoHotHead, WorldModel
