@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_soak_smoke(tmp_path):
     out, png = tmp_path / "soak.json", tmp_path / "soak.png"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--minutes", "0.3", "--every", "1",
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--minutes", "0.15", "--every", "0.5",
                            "--out", str(out), "--png", str(png)], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-1000:]
     result = json.loads(out.read_text())
