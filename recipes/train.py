@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from torchrl_dreamerxp.training.config_check import validate_config
 from torchrl_dreamerxp.training.distributed import init_distributed
 from torchrl_dreamerxp.training.evaluation import evaluate
 from torchrl_dreamerxp.training.exact_resume import CollectionLog
+from torchrl_dreamerxp.training.graceful_stop import GracefulStop, RunStopped
 from torchrl_dreamerxp.training.layout import extend_replay
 from torchrl_dreamerxp.training.logging import NullLogger, RunLogger, plot_returns
 from torchrl_dreamerxp.training.progress import Progress
@@ -121,22 +123,34 @@ def run(cfg: DictConfig) -> Path:
     # --- the loop: collect a round, store it, checkpoint when due, then its updates, logs and evaluation ---
     if resumed:  # the checkpoint came before its round's updates: redo them from the same state, replay and RNG
         learn_and_report(state.round_returns, 0)
-    for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved):
-        if log is not None:
-            log.record(batch)
-        finished = extend_replay(replay, batch, state, wm, world_size=world,
-                                 lane_key="lane" if replay_lanes(cfg) > 1 else None,
-                                 track_returns=learner.reward_transform is not None)
-        if checkpointer.due(state, cfg.steps):
-            state.ratio, state.round_returns = ratio.state_dict(), finished
-            state.wall_time_s = wall_before + time.time() - started
-            collection = log.state_dict(eval_env) if log is not None else None
-            logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state, collection) / 1e6},
-                       state.env_steps)
-        learn_and_report(finished, batch.numel() * world)
-        if state.env_steps >= cfg.steps:
-            break
+    stopping = False
+    with GracefulStop() as stop:  # SIGTERM / Ctrl-C: checkpoint the next round, then stop (a resume loses nothing)
+        for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved):
+            if log is not None:
+                log.record(batch)
+            finished = extend_replay(replay, batch, state, wm, world_size=world,
+                                     lane_key="lane" if replay_lanes(cfg) > 1 else None,
+                                     track_returns=learner.reward_transform is not None)
+            stopping = not dist.all_true(not stop.requested)  # a signal on any rank stops every rank here
+            if checkpointer.due(state, cfg.steps) or stopping:
+                state.ratio, state.round_returns = ratio.state_dict(), finished
+                state.wall_time_s = wall_before + time.time() - started
+                collection = log.state_dict(eval_env) if log is not None else None
+                logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state, collection) / 1e6},
+                           state.env_steps)
+            if stopping:
+                break
+            learn_and_report(finished, batch.numel() * world)
+            if state.env_steps >= cfg.steps:
+                break
     progress.close()
+    if stopping:
+        stopped = RunStopped(stop.signum or signal.SIGTERM, state.env_steps, run_dir)
+        if dist.is_main:
+            logger.finish()
+            print(stopped, flush=True)
+        dist.close()
+        raise stopped
     if dist.is_main:
         plot_returns(run_dir / "eval.csv", run_dir / "returns.png", random_return=state.random_return,
                      title=f"{cfg.env} ({cfg.model.name}, xp={cfg.xp.name}, seed {cfg.seed})",

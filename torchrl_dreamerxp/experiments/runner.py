@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..training.graceful_stop import STOP_SIGNALS
 from .identity import config_differences, expected_config, run_config
 from .spec import Experiment, RunSpec
 from .store import ResultsStore, read_run
@@ -28,6 +29,10 @@ def _row(run: RunSpec, exp: Experiment, note: str, status: str, error: str = "")
         found.update(method=run.method)  # the experiment's name for it (xp=none is "dreamerv3")
         return {**found, **base}
     return base
+
+
+#: exit codes of a run that stopped on a signal after checkpointing (training/graceful_stop.py)
+STOPPED_CODES = tuple(128 + s for s in STOP_SIGNALS)
 
 
 def _train(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
@@ -146,7 +151,8 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     with ``ray_cpus_per_run`` CPUs (and as many torch threads) on the cluster at ``ray_address`` (a local
     one if ``None``); every node needs this repository at the same path and ``runs_dir`` on a filesystem
     all nodes share (this process reads each finished run's directory). A run that fails is stored with
-    ``status=failed`` and the end of its error output; the other runs go on.
+    ``status=failed`` and the end of its error output; the other runs go on. A run stopped by SIGTERM or
+    Ctrl-C checkpoints first and is stored as ``status=stopped``; the next invocation resumes it.
 
     Examples:
         >>> from torchrl_dreamerxp.experiments.spec import Experiment
@@ -210,8 +216,9 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
             code, error = -1, f"{type(err).__name__}: {err}"
         ok = code == 0 and (run.run_dir / "done").exists()
         failed += not ok
-        store.record(run.run_id, _row(run, exp, note, "done" if ok else "failed",
-                                      "" if ok else (error or f"exit code {code}")))
+        # a run stopped by SIGTERM/Ctrl-C checkpointed first: the next invocation resumes it
+        status = "done" if ok else "stopped" if code in STOPPED_CODES else "failed"
+        store.record(run.run_id, _row(run, exp, note, status, "" if ok else (error or f"exit code {code}")))
         bar.update(1)
         bar.set_postfix(failed=failed, last=run.run_id[:40])
     bar.close()
