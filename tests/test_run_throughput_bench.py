@@ -27,18 +27,15 @@ def test_run_throughput_quick(tmp_path):
 
 
 def test_scale_quick(tmp_path):
-    # benchmarks/scale.py: a Ray sweep (local baseline + 2 Ray workers) and a learner sweep of 1 and 2 torchrun
-    # processes; its env-worker sweep runs the same run_case as test_run_throughput_quick, so it is left out
+    # benchmarks/scale.py's learner sweep of 1 and 2 torchrun processes. Its env-worker and Ray sweeps run the
+    # recipe through the same run_case with envs=N or collector.backend=ray, which test_run_throughput_quick
+    # and tests/test_ray.py run; they are left out here for the suite's time
     out, png = tmp_path / "s.json", tmp_path / "s.png"
-    result = run_quick("scale.py", out, png, "--sweeps", "ray_workers", "learners", "--learners", "1", "2",
-                       "--ray-workers", "2", "--threads", "2")
+    result = run_quick("scale.py", out, png, "--sweeps", "learners", "--learners", "1", "2", "--threads", "2")
     learners = result["learners"]["runs"]
     assert [r["learners"] for r in learners] == [1, 2] and [r["threads_per_learner"] for r in learners] == [2, 1]
     # quick official regime: 264 env steps round up to 17 rounds of 16 = 272; (272 - 200) · 256 / (16·64) = 18
     # updates, the same with 1 or 2 learner processes (the batch is split, not multiplied)
     assert [r["env_steps"] for r in learners] == [272, 272] and [r["updates"] for r in learners] == [18, 18]
     assert learners[0]["speedup"] == 1.0
-    assert "env_workers" not in result and png.stat().st_size > 0
-    ray_rows = result["ray_workers"]["runs"]
-    assert [r["ray_workers"] for r in ray_rows] == [0, 2] and [r["env_steps"] for r in ray_rows] == [400, 400]
-    assert ray_rows[0]["speedup"] == 1.0 and ray_rows[1]["speedup"] > 0
+    assert "env_workers" not in result and "ray_workers" not in result and png.stat().st_size > 0
