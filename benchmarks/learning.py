@@ -9,7 +9,9 @@
 Each seed is a full ``recipes/train.py`` run (its own run directory under ``--runs``). Writes
 ``benchmarks/results/learning_<task>.json`` (per seed: env steps, eval returns, the random-policy
 return; the bar and whether it was met) and ``docs/img/learning_<task>.png`` (curves, mean, random line).
-Runs already finished (``done`` present) are read, not rerun. ``--compare`` runs each variant (an
+Runs already finished (``done`` present) are read, not rerun. A run stopped by SIGTERM or Ctrl-C
+checkpoints first (``training/graceful_stop.py``); no further run starts, and the same command resumes them
+(``pkill -TERM -f recipes/train.py`` stops every run of the invocation). ``--compare`` runs each variant (an
 ``xp`` setting) over the seeds and writes ``learning_<task>_compare.json`` and a plot of every variant;
 the ``uniform``/``dreamerv3`` variant shares its run directories with the plain benchmark.
 """
@@ -18,8 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,10 +52,21 @@ VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["x
             "float32": ["precision=float32"], "bfloat16": ["precision=bfloat16"]}
 
 
+#: exit codes of a run that stopped on a signal after checkpointing (training/graceful_stop.py)
+STOPPED_CODES = (128 + signal.SIGTERM, 128 + signal.SIGINT)
+STOPPED = threading.Event()  # set when a run stops on a signal: no further run of this invocation starts
+
+
+class RunsStopped(RuntimeError):
+    """A run stopped on a signal, its checkpoint kept: the same command resumes it."""
+
+
 def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[str]) -> Path:
     run_dir = runs / f"seed{seed}"
     if (run_dir / "done").exists():
         return run_dir
+    if STOPPED.is_set():
+        raise RunsStopped(f"{run_dir}: not started, another run was stopped")
     model = [f"model={task['model']}"] if task.get("model") else []  # none: the env family's preset
     resume = (run_dir / "checkpoints").exists()  # once a checkpoint exists
     cmd = [sys.executable, str(ROOT / "recipes" / "train.py"), f"env={task['env']}", *model, f"seed={seed}",
@@ -60,7 +75,12 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "stdout.log", "a") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    if code in STOPPED_CODES:
+        STOPPED.set()
+        raise RunsStopped(f"{run_dir}: stopped by a signal after a checkpoint")
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
     return run_dir
 
 
@@ -218,4 +238,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunsStopped as err:
+        print(f"{err}; the same command resumes every unfinished run from its checkpoint", flush=True)
+        raise SystemExit(128 + signal.SIGTERM)

@@ -184,17 +184,25 @@ def main(argv=None) -> None:
     p.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
     p.add_argument("overrides", nargs="*", help="extra recipe overrides (they change the comparison: say so)")
     args = p.parse_args(argv)
-    start = time.time()
+    start, stopped = time.time(), None
     if not args.report_only:
         # seed-major order: with two runs at a time, every task gets a first seed before any gets a second
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
-        with ThreadPoolExecutor(args.parallel) as pool:
-            list(pool.map(lambda j: run_task(j[0], j[1], args.runs, args.threads, args.overrides), jobs))
+        from learning import RunsStopped
+
+        try:
+            with ThreadPoolExecutor(args.parallel) as pool:
+                list(pool.map(lambda j: run_task(j[0], j[1], args.runs, args.threads, args.overrides), jobs))
+        except RunsStopped as err:  # the report of what exists is still written; the same command resumes
+            stopped = err
     result = report(args.tasks, args.seeds, args.runs, args.out_json, args.img_dir)
     result["wall_clock_s_this_invocation"] = time.time() - start
     args.out_json.write_text(json.dumps(result, indent=1))
     print_table(result)
     print(f"wrote {args.out_json}")
+    if stopped is not None:
+        print(f"{stopped}; the same command resumes every unfinished run from its checkpoint", flush=True)
+        raise SystemExit(143)
 
 
 if __name__ == "__main__":
