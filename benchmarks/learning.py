@@ -11,7 +11,7 @@ Each seed is a full ``recipes/train.py`` run (its own run directory under ``--ru
 return; the bar and whether it was met) and ``docs/img/learning_<task>.png`` (curves, mean, random line).
 Runs already finished (``done`` present) are read, not rerun. A run stopped by SIGTERM or Ctrl-C
 checkpoints first (``training/graceful_stop.py``); no further run starts, and the same command resumes them
-(``pkill -TERM -f recipes/train.py`` stops every run of the invocation). ``--compare`` runs each variant (an
+(``pkill -TERM -f recipes/train.py`` stops every training run on the machine). ``--compare`` runs each variant (an
 ``xp`` setting) over the seeds and writes ``learning_<task>_compare.json`` and a plot of every variant;
 the ``uniform``/``dreamerv3`` variant shares its run directories with the plain benchmark.
 """

@@ -638,6 +638,7 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in catalogue]
     if unknown:
         p.error(f"unknown workloads {unknown}; choose from {list(catalogue)}")
+
     def run(name: str) -> dict:
         print(f"running {name} ...", flush=True)
         return spawn(name, args)
