@@ -11,7 +11,6 @@ from ..modules import MLP, Actor, RewardEnsemble, TwoHotHead, WorldModel
 from ..schedulers import scheduler_from_config
 from ..transforms import IntrinsicRewardTransform
 from .learner import Learner
-from .precision import resolve_precision
 
 __all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic", "build_learner", "build_agent"]
 
@@ -142,7 +141,7 @@ def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead
                                 horizon=a.return_horizon, context=cfg.replay_context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-        precision=resolve_precision(cfg.precision, cfg.get("device", "cpu")), max_loss=cfg.get("max_loss", float("inf")),
+        precision=cfg.precision, max_loss=cfg.get("max_loss", float("inf")),
     )
 
 
