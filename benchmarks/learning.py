@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from torchrl_dreamerxp.training.graceful_stop import STOPPED_EXIT_CODES  # noqa: E402
 
 TASKS = {
     # bars from the DreamerV3 issue: mean final eval return over seeds at the given env steps
@@ -52,13 +53,14 @@ VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["x
             "float32": ["precision=float32"], "bfloat16": ["precision=bfloat16"]}
 
 
-#: exit codes of a run that stopped on a signal after checkpointing (training/graceful_stop.py)
-STOPPED_CODES = (128 + signal.SIGTERM, 128 + signal.SIGINT)
 STOPPED = threading.Event()  # set when a run stops on a signal: no further run of this invocation starts
 
 
 class RunsStopped(RuntimeError):
     """A run stopped on a signal, its checkpoint kept: the same command resumes it."""
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}; the same command resumes every unfinished run from its checkpoint"
 
 
 def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[str]) -> Path:
@@ -76,7 +78,7 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "stdout.log", "a") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
-    if code in STOPPED_CODES:
+    if code in STOPPED_EXIT_CODES:
         STOPPED.set()
         raise RunsStopped(f"{run_dir}: stopped by a signal after a checkpoint")
     if code:
@@ -241,5 +243,5 @@ if __name__ == "__main__":
     try:
         main()
     except RunsStopped as err:
-        print(f"{err}; the same command resumes every unfinished run from its checkpoint", flush=True)
-        raise SystemExit(128 + signal.SIGTERM)
+        print(err, flush=True)
+        raise SystemExit(STOPPED_EXIT_CODES[0])

@@ -188,7 +188,7 @@ def main(argv=None) -> None:
     if not args.report_only:
         # seed-major order: with two runs at a time, every task gets a first seed before any gets a second
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
-        from learning import RunsStopped
+        from learning import STOPPED_EXIT_CODES, RunsStopped
 
         try:
             with ThreadPoolExecutor(args.parallel) as pool:
@@ -201,8 +201,8 @@ def main(argv=None) -> None:
     print_table(result)
     print(f"wrote {args.out_json}")
     if stopped is not None:
-        print(f"{stopped}; the same command resumes every unfinished run from its checkpoint", flush=True)
-        raise SystemExit(143)
+        print(stopped, flush=True)
+        raise SystemExit(STOPPED_EXIT_CODES[0])  # as a run stopped by SIGTERM
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["GracefulStop", "RunStopped", "STOP_SIGNALS"]
+__all__ = ["GracefulStop", "RunStopped", "STOP_SIGNALS", "STOPPED_EXIT_CODES"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: the exit codes of a run that stopped on one of them after checkpointing: 128 + signal (143, 130)
+STOPPED_EXIT_CODES = tuple(128 + s for s in STOP_SIGNALS)
 
 
 class RunStopped(SystemExit):
