@@ -43,6 +43,7 @@ CONFIG_DIR = str(config_dir())
 
 
 def run(cfg: DictConfig) -> Path:
+    auto_precision = cfg.get("precision") == "auto"  # validate_config resolves it for this machine
     validate_config(cfg)  # a typo or an impossible value fails here, before anything is built
     # under torchrun: one learner rank per process, each with its own envs and replay (data parallel);
     # rank 0 evaluates, logs and checkpoints. Steps, prefill, frames_per_batch and batch_size are totals.
@@ -56,6 +57,11 @@ def run(cfg: DictConfig) -> Path:
     torch.manual_seed(cfg.seed)
     checkpointer = Checkpointer(run_dir, every=cfg.checkpoint_every, keep=cfg.checkpoint_keep, resume=cfg.resume,
                                 rank=rank, world_size=world)  # resume=true: the newest loadable checkpoint or an error
+    if auto_precision and (recorded := checkpointer.recorded("precision")) not in (None, cfg.precision):
+        # precision=auto picks what this machine computes fastest for a new run; a resumed run goes on in the
+        # precision its checkpoints were made with (say, a float32 run of an older default, or another machine)
+        print(f"resume=true, precision=auto: this run keeps its recorded precision={recorded}", flush=True)
+        cfg.precision = recorded
     checkpointer.check_config(cfg)  # a resumed run keeps the env, model, seed, ... its checkpoints were made with
     if dist.is_main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

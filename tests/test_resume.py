@@ -202,3 +202,19 @@ def test_an_interrupted_run_resumes_update_for_update(tmp_path, monkeypatch, run
     assert losses == whole  # update for update, to the last bit
     evals = [(tmp_path / name / "eval.csv").read_text() for name in ("whole", "stopped")]
     assert evals[0] == evals[1] and evals[0].count("\n") >= 4
+
+
+def test_precision_auto_resumes_a_run_in_the_precision_it_started_with(tmp_path, monkeypatch, run_config, capsys):
+    import torchrl_dreamerxp.training.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # auto picks bfloat16 here
+    run_dir = tmp_path / "run"
+    train_recipe.run(run_config(run_dir, "steps=64", "checkpoint_every=32", "precision=float32"))
+    (run_dir / "done").unlink()
+    capsys.readouterr()
+    train_recipe.run(run_config(run_dir, "steps=96", "checkpoint_every=32", "resume=true", "precision=auto"))
+    assert "keeps its recorded precision=float32" in capsys.readouterr().out
+    assert "precision: float32" in (run_dir / "config.yaml").read_text()
+    (run_dir / "done").unlink()
+    with pytest.raises(checkpointer.ResumeError, match="precision: 'float32' -> 'bfloat16'"):  # asked for: refused
+        train_recipe.run(run_config(run_dir, "steps=128", "resume=true", "precision=bfloat16"))

@@ -11,6 +11,7 @@ from ..modules import MLP, Actor, RewardEnsemble, TwoHotHead, WorldModel
 from ..schedulers import scheduler_from_config
 from ..transforms import IntrinsicRewardTransform
 from .learner import Learner
+from .precision import resolve_precision
 
 __all__ = ["EnvShapes", "env_shapes", "build_networks", "compile_networks", "build_intrinsic", "build_learner", "build_agent"]
 
@@ -119,9 +120,11 @@ def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
 
 
 def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead, ensemble=None,
-                  reward_transform=None) -> Learner:
+                  reward_transform=None, device: torch.device | str = "cpu") -> Learner:
     """The :class:`~torchrl_dreamerxp.training.Learner` of a training config (``configs/train.yaml``): its
-    ``agent.*`` settings, ``replay_context``, ``precision`` and, with an ensemble, ``xp.ensemble.lr``.
+    ``agent.*`` settings, ``replay_context``, ``precision`` (``auto``, the default, resolved for ``device`` as
+    :func:`~torchrl_dreamerxp.training.config_check.validate_config` does) and, with an ensemble,
+    ``xp.ensemble.lr``.
 
     Examples:
         >>> from omegaconf import OmegaConf
@@ -141,7 +144,7 @@ def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead
                                 horizon=a.return_horizon, context=cfg.replay_context),
         actor_kwargs=dict(lmbda=a.lmbda, entropy_coef=a.entropy_coef, return_norm_debias=a.return_norm_debias),
         critic_kwargs=dict(lmbda=a.lmbda, replay_scale=a.replay_value_scale, horizon=a.return_horizon),
-        precision=cfg.precision, max_loss=cfg.get("max_loss", float("inf")),
+        precision=resolve_precision(cfg.precision, device), max_loss=cfg.get("max_loss", float("inf")),
     )
 
 
@@ -167,7 +170,7 @@ def build_agent(cfg, shapes: EnvShapes, device: torch.device | str = "cpu", dist
     if cfg.compile:
         mode = {"mode": "reduce-overhead"} if cfg.compile == "reduce-overhead" else {}
         compile_networks(world_model, actor, critic, ensemble, dynamic=False, **mode)
-    learner = build_learner(cfg, world_model, actor, critic, ensemble, reward_transform).to(device)
+    learner = build_learner(cfg, world_model, actor, critic, ensemble, reward_transform, device).to(device)
     if distributed is not None:
         learner.enable_data_parallel(distributed)
     return learner, DreamerPolicy(world_model, actor)

@@ -112,6 +112,25 @@ class Checkpointer:
                               f"made with it); nothing was changed:\n  " + "\n  ".join(changed)
                               + "\nUndo these changes, or set resume_allow_changes=true to resume anyway.")
 
+    def recorded(self, key: str):
+        r"""The value of ``key`` in the run's ``config.yaml`` when resuming from a checkpoint, else ``None``.
+
+        Examples:
+            >>> import tempfile
+            >>> run = Path(tempfile.mkdtemp())
+            >>> _ = (run / "config.yaml").write_text("precision: float32\n")
+            >>> ckpt = Checkpointer(run, every=10, keep=1, resume=False)
+            >>> ckpt.recorded("precision") is None  # a fresh run has nothing to keep
+            True
+            >>> ckpt.last = run  # as if resuming from a checkpoint of this run
+            >>> ckpt.recorded("precision"), ckpt.recorded("model.name")
+            ('float32', None)
+        """
+        saved = self.run_dir / "config.yaml"
+        if self.last is None or not saved.is_file():
+            return None
+        return flat_keys(yaml.safe_load(saved.read_text()) or {}).get(key)
+
     def replay_capacity(self, default: int) -> int:
         """The resumed checkpoint's replay capacity, or ``default`` for a fresh run."""
         return read_counters(self.last)["replay_capacity"] if self.last is not None else default
