@@ -172,14 +172,19 @@ def plot_compare(task: dict, variants: dict[str, dict], out_png: Path) -> None:
 
 def summarize(per_seed: dict, bar: float) -> dict:
     """Final eval return per seed and its mean against the bar; per seed also whether the bar was ever
-    passed by an evaluation or a training episode (the exploration question: did it reach the goal?)."""
+    passed by an evaluation or a training episode (the exploration question: did it reach the goal?), the
+    first evaluated step at or above the bar and the mean over every evaluation (how fast it got there: two
+    variants can end equal and differ on the way; ``tests/test_learning_bench.py``)."""
     finals = [r["eval_return"][-1] for r in per_seed.values()]
     mean_final = sum(finals) / len(finals)
     reached = {seed: {"eval": max(r["eval_return"]) > bar,
                       "train": r.get("max_train_return") is not None and r["max_train_return"] > bar}
                for seed, r in per_seed.items()}
+    first = {seed: next((s for s, y in zip(r["env_steps"], r["eval_return"]) if y >= bar), None)
+             for seed, r in per_seed.items()}
+    means = {seed: sum(r["eval_return"]) / len(r["eval_return"]) for seed, r in per_seed.items()}
     return {"seeds": per_seed, "final_returns": finals, "mean_final_return": mean_final, "bar_met": mean_final >= bar,
-            "bar_passed_per_seed": reached}
+            "bar_passed_per_seed": reached, "first_step_at_bar": first, "mean_eval_return": means}
 
 
 def main() -> None:
@@ -225,7 +230,7 @@ def main() -> None:
         result = {**head, "variants": {n: summarize(v, task["bar"]) for n, v in variants.items()}}
         out_json = args.out_json or results_dir / f"learning_{args.task}_compare.json"
         plot_compare(task, variants, args.out_png or img_dir / f"learning_{args.task}_compare.png")
-        summary = {n: {k: v[k] for k in ("final_returns", "mean_final_return", "bar_passed_per_seed")}
+        summary = {n: {k: v[k] for k in ("final_returns", "mean_final_return", "first_step_at_bar", "mean_eval_return")}
                    for n, v in result["variants"].items()}
     else:
         per_seed = run_all({"": (args.runs / f"learning_{args.task}", args.overrides)})[""]

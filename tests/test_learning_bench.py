@@ -30,6 +30,9 @@ def test_compare_reads_finished_runs(tmp_path):
     assert result["variants"]["uniform"]["final_returns"] == [300.0, 500.0]
     assert result["variants"]["uniform"]["mean_final_return"] == 400.0 and not result["variants"]["uniform"]["bar_met"]
     assert result["variants"]["prioritized"]["mean_final_return"] == 440.0
+    # how fast, not only where it ends: the first evaluation at the bar (450) and the mean over the evaluations
+    assert result["variants"]["uniform"]["first_step_at_bar"] == {"0": None, "1": 4000}
+    assert result["variants"]["uniform"]["mean_eval_return"] == {"0": 155.0, "1": 260.0}
     assert png.stat().st_size > 1000
 
 
