@@ -87,6 +87,7 @@ def read_progress(run_dir: Path) -> dict:
     config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
     return {"env_frames": [x for x, _ in points], "eval_return": [y for _, y in points],
             "model": config.model.name if config else None, "train_ratio": config.train_ratio if config else None,
+            "precision": config.get("precision") if config else None,
             "done": (run_dir / "done").exists(), "updates": counters.get("updates"),
             "agent_steps": counters.get("env_steps"), "wall_time_s": counters.get("wall_time_s"),
             "random_return": counters.get("random_return")}
