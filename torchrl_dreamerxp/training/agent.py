@@ -122,7 +122,7 @@ def build_intrinsic(xp_cfg, world_model: WorldModel, shapes: EnvShapes):
 def build_learner(cfg, world_model: WorldModel, actor: Actor, critic: TwoHotHead, ensemble=None,
                   reward_transform=None, device: torch.device | str = "cpu") -> Learner:
     """The :class:`~torchrl_dreamerxp.training.Learner` of a training config (``configs/train.yaml``): its
-    ``agent.*`` settings, ``replay_context``, ``precision`` (``auto``, the default, resolved for ``device`` as
+    ``agent.*`` settings, ``replay_context``, ``precision`` (``auto`` resolved for ``device`` as
     :func:`~torchrl_dreamerxp.training.config_check.validate_config` does) and, with an ensemble,
     ``xp.ensemble.lr``.
 
