@@ -47,6 +47,22 @@ def test_precision_auto_resolves_to_what_the_device_computes_fastest(monkeypatch
     assert cfg.precision == "bfloat16"
 
 
+def test_build_learner_resolves_precision_auto_for_its_device(monkeypatch):
+    # a config that never went through validate_config (someone's own pipeline) still builds with auto
+    import torchrl_dreamerxp.training.precision as precision
+    from torchrl_dreamerxp.training.agent import EnvShapes, build_learner, build_networks
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cfg = OmegaConf.load(configs / "train.yaml")
+    cfg.model, cfg.precision = OmegaConf.load(configs / "model" / "tiny.yaml"), "auto"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    networks = build_networks(cfg.model, EnvShapes(4, None, 2, True))
+    assert build_learner(cfg, *networks).precision == "bfloat16"
+    assert build_learner(cfg, *networks, device="cuda").precision == "float32"  # auto on a GPU: float32
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
+    assert build_learner(cfg, *networks).precision == "float32"
+
+
 # (overrides, the key the message must name, a word of the allowed values)
 BAD = [
     (["steps=0"], "steps", ">= 1"),
