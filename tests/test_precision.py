@@ -4,6 +4,8 @@ Tolerances (stated in docs/benchmarks.md): every loss term within 2% (or 0.02 ab
 gradient of every network pointing the same way (cosine similarity at least 0.999); a compiled bf16 update
 equals the eager bf16 one within 2% per term and cosine 0.999.
 """
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,14 @@ import torch
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 
+from torchrl_dreamerxp.modules.layers import RMSNorm
 from torchrl_dreamerxp.training import Learner
 from torchrl_dreamerxp.training.agent import EnvShapes, build_learner, build_networks, compile_networks
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from precision_drift import terms_and_grads  # noqa: E402  (the benchmark's measurement, the same here)
+
 PIXELS = (3, 64, 64)
 
 
@@ -52,19 +58,9 @@ def make_batch(learner, pixels: bool, B=4, T=17) -> TensorDict:
 
 def losses_and_grads(learner, batch):
     """Loss terms and the gradient of their sum per network (flattened), from the same random draws."""
-    torch.manual_seed(2)
-    terms, _, _ = learner.losses(batch)
-    nets = {"world_model": learner.world_model, "actor": learner.actor, "critic": learner.critic}
-    params = {name: [p for p in net.parameters()] for name, net in nets.items()}
-    flat = [p for ps in params.values() for p in ps]
-    grads = torch.autograd.grad(sum(terms.values()), flat, allow_unused=True)
-    out, i = {}, 0
-    for name, ps in params.items():
-        g = [torch.zeros_like(p) if x is None else x for p, x in zip(ps, grads[i:i + len(ps)])]
-        i += len(ps)
-        assert all(x.dtype == torch.float32 for x in g), name  # gradients reach the float32 parameters
-        out[name] = torch.cat([x.flatten() for x in g])
-    return {k: float(v.detach()) for k, v in terms.items()}, out
+    terms, grads = terms_and_grads(learner, batch, draw_seed=2)
+    assert all(g.dtype == torch.float32 for g in grads.values())  # gradients reach the float32 parameters
+    return terms, grads
 
 
 def assert_close_terms(got: dict, ref: dict, rel: float, abs_: float):
@@ -127,6 +123,37 @@ def test_bfloat16_update_steps_float32_parameters():
     moved = [n for n, p in learner.named_parameters() if not torch.equal(p, before[n])]
     assert moved and all(p.dtype == torch.float32 for p in learner.parameters())
     assert all(v.dtype == torch.float32 for v in feedback.values())  # back into the replay
+
+
+def test_bfloat16_norms_compute_in_float32_with_scales_that_are_not_cast():
+    # the official norm computes in float32: a scale bf16 cannot hold (1 + 2^-10 rounds to 1.0 there) counts
+    batch = make_batch(make_learner("tiny", False, "float32"), False)
+    learner = make_learner("tiny", False, "bfloat16")
+    exact, _ = losses_and_grads(learner, batch)
+    norms = [m for m in learner.modules() if isinstance(m, RMSNorm)]
+    assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    with torch.no_grad():
+        for m in norms:
+            m.weight.fill_(1 + 2**-10)
+    assert torch.tensor(1 + 2**-10).bfloat16().item() == 1.0
+    nudged, _ = losses_and_grads(learner, batch)
+    assert nudged["loss_model_reconstruction"] != exact["loss_model_reconstruction"]
+
+
+def test_precision_drift_benchmark_on_a_trained_run(tmp_path, run_config):
+    import precision_drift
+
+    from torchrl_dreamerxp.recipes import train as train_recipe
+
+    run_dir = train_recipe.run(run_config(tmp_path / "run", "steps=64", "checkpoint_every=64"))
+    out = tmp_path / "drift.json"
+    assert precision_drift.main(["--run-dir", str(run_dir), "--batches", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["checkpoint"] == "step_000000064" and len(result["batches"]) == 2
+    for key in ("grad_cosine_bf16_vs_f32", "grad_cosine_f32_other_draws", "bf16_error_pairwise_cosine_mean"):
+        assert set(result["median"][key]) == {"world_model", "actor", "critic"}
+        assert all(-1.0 <= v <= 1.0 for v in result["median"][key].values()), (key, result["median"][key])
+    assert set(result["median"]["term_rel_diff"]) == set(result["batches"][0]["terms_float32"])
 
 
 def test_unknown_cast_is_refused():

@@ -49,20 +49,22 @@ def make_linear(in_features: int, out_features: int, outscale: float = 1.0) -> n
 
 
 class RMSNorm(nn.RMSNorm):
-    """``nn.RMSNorm`` whose scale takes the input's dtype, so a bfloat16 input stays bfloat16.
+    """``nn.RMSNorm`` that computes in float32 and returns the input's dtype, as the official norm does.
 
-    PyTorch's fused kernel needs input and scale of one dtype; with a float32 scale on a bfloat16
-    activation (autocast) it falls back to a composite that upcasts every hidden activation. The kernel
-    accumulates the mean square in float32 either way, as the official norm computes in float32.
+    A bfloat16 activation is normalized in float32 (mean square, float32 scale, product) and the result
+    cast back to bfloat16 once. Rounding the scale to bfloat16 instead would shift every activation of a
+    channel the same way in every update: an error that accumulates instead of averaging out
+    (``benchmarks/precision_drift.py``). The bf16 learner keeps these scales float32 for that reason.
 
     Examples:
-        >>> RMSNorm(4, eps=1e-4)(torch.ones(2, 4, dtype=torch.bfloat16)).dtype
-        torch.bfloat16
+        >>> norm = RMSNorm(4, eps=1e-4)
+        >>> norm(torch.ones(2, 4, dtype=torch.bfloat16)).dtype, norm.weight.dtype
+        (torch.bfloat16, torch.float32)
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.to(x.dtype) if self.weight is not None else None
-        return nn.functional.rms_norm(x, self.normalized_shape, weight, self.eps)
+        weight = self.weight.float() if self.weight is not None else None
+        return nn.functional.rms_norm(x.float(), self.normalized_shape, weight, self.eps).to(x.dtype)
 
 
 class NormAct(nn.Sequential):

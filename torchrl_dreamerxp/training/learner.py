@@ -8,6 +8,7 @@ from torchrl.objectives import SoftUpdate
 from torchrl.trainers.algorithms import DreamerV3Optimizer
 
 from ..modules import Actor, RewardEnsemble, TwoHotHead, WorldModel
+from ..modules.layers import RMSNorm
 from ..objectives import DreamerV3Loss, RewardEnsembleLoss
 from .distributed import DistributedContext, TrainedModules
 
@@ -33,9 +34,9 @@ class Learner(nn.Module):
     ``precision="bfloat16"`` computes as the official agent does: parameters and optimizer state stay float32,
     each update casts the world model's, actor's and critic's weights to bfloat16 once (a differentiable
     cast: the gradients arrive in float32) and runs the forward passes under ``torch.autocast``, so matrix
-    products, convolutions, activations and the recurrent state are bfloat16, while the categorical and
-    two-hot log-probabilities, the KL, the actor's distribution, λ-returns, the return scale and every loss
-    reduction are float32. ``cast="autocast"`` leaves the weights float32 and lets autocast cast them at
+    products, convolutions, activations and the recurrent state are bfloat16, while the norms (with their
+    scales, which are not cast), the categorical and two-hot log-probabilities, the KL, the actor's
+    distribution, λ-returns, the return scale and every loss reduction are float32. ``cast="autocast"`` leaves the weights float32 and lets autocast cast them at
     each use (slower: see ``docs/benchmarks.md``). Under ``torchrun`` the weights are cast by autocast.
     ``"float32"`` (default) computes everything in float32.
 
@@ -92,6 +93,10 @@ class Learner(nn.Module):
         self.distributed = DistributedContext()
         self.__dict__["_ddp"] = None  # not a submodule: the state dict keeps its single-process keys
         self.__dict__["_trained"] = TrainedModules(self)  # the networks whose weights a bf16 update casts
+        # ... all but the norm scales: the norms compute in float32 with a float32 scale, as the official ones
+        self.__dict__["_float32_params"] = {
+            f"{module_name}.{name}" for module_name, module in self._trained.named_modules()
+            if isinstance(module, RMSNorm) for name, _ in module.named_parameters(recurse=False)}
 
     # the parts of the objective, by the names they had before it was one LossModule
     world_model_loss = property(lambda self: self.loss.world_model_loss)
@@ -137,7 +142,8 @@ class Learner(nn.Module):
                 return self._ddp(batch)
             if self.precision == "bfloat16" and self.cast == "once":
                 # one cast per weight and update; the float32 parameters receive the gradients
-                weights = {name: p.to(torch.bfloat16) for name, p in self._trained.named_parameters()}
+                weights = {name: p if name in self._float32_params else p.to(torch.bfloat16)
+                           for name, p in self._trained.named_parameters()}
                 return torch.func.functional_call(self._trained, weights, (batch,), strict=False)
             return self.compute_losses(batch)
 
