@@ -132,6 +132,7 @@ def test_bfloat16_norms_compute_in_float32_with_scales_that_are_not_cast():
     exact, _ = losses_and_grads(learner, batch)
     norms = [m for m in learner.modules() if isinstance(m, RMSNorm)]
     assert norms and all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in norms)
+    assert len(norms) == sum(isinstance(m, torch.nn.RMSNorm) for m in learner.modules())  # no plain nn.RMSNorm
     with torch.no_grad():
         for m in norms:
             m.weight.fill_(1 + 2**-10)

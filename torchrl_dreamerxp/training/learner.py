@@ -36,9 +36,9 @@ class Learner(nn.Module):
     cast: the gradients arrive in float32) and runs the forward passes under ``torch.autocast``, so matrix
     products, convolutions, activations and the recurrent state are bfloat16, while the norms (with their
     scales, which are not cast), the categorical and two-hot log-probabilities, the KL, the actor's
-    distribution, λ-returns, the return scale and every loss reduction are float32. ``cast="autocast"`` leaves the weights float32 and lets autocast cast them at
-    each use (slower: see ``docs/benchmarks.md``). Under ``torchrun`` the weights are cast by autocast.
-    ``"float32"`` (default) computes everything in float32.
+    distribution, λ-returns, the return scale and every loss reduction are float32. ``cast="autocast"``
+    leaves the weights float32 and lets autocast cast them at each use (slower: see ``docs/benchmarks.md``).
+    Under ``torchrun`` the weights are cast by autocast. ``"float32"`` (default) computes everything in float32.
 
     One update waits for the device once: the skip decision (loss and gradients finite) and every metric
     are read back together after ``backward``; the optimizer step is then queued without waiting.
