@@ -41,12 +41,11 @@ from torchrl_dreamerxp.training.replay_snapshot import load_replay, safe_load  #
 NETWORKS = ("world_model", "actor", "critic")
 
 
-def trained_learner(cfg, shapes, state: dict, precision: str):
+def learner_in(cfg, shapes, precision: str):
+    """The run's learner in ``precision`` (eager); :func:`terms_and_grads` loads the checkpoint's state."""
     cfg = copy.deepcopy(cfg)
     cfg.precision, cfg.compile = precision, False
-    learner = build_learner(cfg, *build_networks(cfg.model, shapes))
-    learner.load_state_dict(state)
-    return learner
+    return build_learner(cfg, *build_networks(cfg.model, shapes))
 
 
 def terms_and_grads(learner, batch, draw_seed: int, state: dict | None = None):
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(read_counters(checkpoint)["replay_capacity"]),
                                     sampler=ContiguousSliceSampler(slice_len))
     load_replay(replay, checkpoint / "replay")
-    learners = {precision: trained_learner(cfg, shapes, state, precision) for precision in ("float32", "bfloat16")}
+    learners = {precision: learner_in(cfg, shapes, precision) for precision in ("float32", "bfloat16")}
     rows, errors = [], {n: [] for n in NETWORKS}
     for k in range(args.batches):
         torch.manual_seed(1000 + k)

@@ -99,17 +99,16 @@ class Checkpointer:
             ...
             torchrl_dreamerxp.training.checkpointer.ResumeError: resume=true with a config that differs from the run's ...
         """
-        saved = self.run_dir / "config.yaml"
-        if self.last is None or not saved.is_file() or cfg.get("resume_allow_changes", False):
+        before = self._recorded_config()
+        if before is None or cfg.get("resume_allow_changes", False):
             return
-        before = flat_keys(yaml.safe_load(saved.read_text()) or {})
         now = flat_keys(OmegaConf.to_container(cfg, resolve=True))
         # keys on one side only came or went with a version of this library: not a change of this run
         changed = [f"{key}: {before[key]!r} -> {now[key]!r}" for key in sorted(set(before) & set(now))
                    if before[key] != now[key] and not key.startswith(RESUME_MAY_CHANGE)]
         if changed:
-            raise ResumeError(f"resume=true with a config that differs from the run's {saved} (its checkpoints were "
-                              f"made with it); nothing was changed:\n  " + "\n  ".join(changed)
+            raise ResumeError(f"resume=true with a config that differs from the run's {self.run_dir / 'config.yaml'} "
+                              f"(its checkpoints were made with it); nothing was changed:\n  " + "\n  ".join(changed)
                               + "\nUndo these changes, or set resume_allow_changes=true to resume anyway.")
 
     def recorded(self, key: str):
@@ -126,10 +125,15 @@ class Checkpointer:
             >>> ckpt.recorded("precision"), ckpt.recorded("model.name")
             ('float32', None)
         """
+        recorded = self._recorded_config()
+        return None if recorded is None else recorded.get(key)
+
+    def _recorded_config(self) -> dict | None:
+        """The run's ``config.yaml`` as dotted keys when resuming from a checkpoint, else ``None``."""
         saved = self.run_dir / "config.yaml"
         if self.last is None or not saved.is_file():
             return None
-        return flat_keys(yaml.safe_load(saved.read_text()) or {}).get(key)
+        return flat_keys(yaml.safe_load(saved.read_text()) or {})
 
     def replay_capacity(self, default: int) -> int:
         """The resumed checkpoint's replay capacity, or ``default`` for a fresh run."""
