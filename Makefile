@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 export OMP_WAIT_POLICY ?= PASSIVE
 export WANDB_MODE ?= offline
 export MUJOCO_GL ?= egl
+# the suite runs its test files on this many worker processes (pytest-xdist; one per core here, 0 runs it in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test tour docs clean-venv
 
@@ -21,7 +23,7 @@ demo: $(VENV)/.installed
 	$(PY) recipes/train.py env=gym/CartPole-v1 steps=6000 seed=0 compile=true eval.every=1000 run_dir=runs/demo
 
 test: $(VENV)/.installed
-	MUJOCO_GL=egl $(PY) -m pytest -q
+	MUJOCO_GL=egl $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)

@@ -33,7 +33,7 @@ setup(
         # the report's statistics and plots: rliable needs arch 7.x (8 breaks its bootstrap) and pandas < 3
         "report": ["rliable>=1.2.0,<1.3", "arch>=7.2,<8", "pandas>=2.3,<3"],
         "video": ["moviepy>=2.2", "imageio>=2.38"],
-        "dev": ["pytest>=9", "torchrl_dreamerxp[report,video]"],
+        "dev": ["pytest>=9", "pytest-xdist>=3", "torchrl_dreamerxp[report,video]"],
     },
     entry_points={"console_scripts": [
         "dreamerxp-train=torchrl_dreamerxp.recipes.train:main",
