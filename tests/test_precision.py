@@ -141,6 +141,25 @@ def test_bfloat16_norms_compute_in_float32_with_scales_that_are_not_cast():
     assert nudged["loss_model_reconstruction"] != exact["loss_model_reconstruction"]
 
 
+def test_the_reward_ensemble_members_normalize_in_float32_under_bfloat16_autocast():
+    # the learner trains and scores the ensemble under bf16 autocast; its members' norms, written inline over
+    # stacked weights, must see float32 as every RMSNorm does (the baddbmm before them returns bf16)
+    from torch.overrides import TorchFunctionMode
+
+    from torchrl_dreamerxp.modules.reward_ensemble import EnsembleMLP
+
+    class RecordNorms(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.rsqrt:
+                seen.append(args[0].dtype)
+            return func(*args, **(kwargs or {}))
+
+    mlp, seen = EnsembleMLP(members=3, in_features=6, units=8, layers=3, out=2), []
+    with torch.autocast("cpu", dtype=torch.bfloat16), RecordNorms():
+        out = mlp(torch.randn(5, 6))
+    assert out.dtype == torch.bfloat16 and seen == [torch.float32] * 3
+
+
 def test_precision_drift_benchmark_on_a_trained_run(tmp_path, run_config):
     import precision_drift
 

@@ -53,9 +53,10 @@ class EnsembleMLP(nn.Module):
         else:
             raise ValueError(f"expected [N, in] or [{self.members}, N, in], got {tuple(x.shape)}")
         for i in range(1, len(self.weights)):
-            scale = self.norm_scales[i - 1]
-            h = nn.functional.silu(h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-4) * scale)
-            h = torch.baddbmm(self.biases[i], h, self.weights[i])
+            # the norm in float32 with a float32 scale, as every RMSNorm here (modules.layers.RMSNorm)
+            scale, hf = self.norm_scales[i - 1].float(), h.float()
+            hf = nn.functional.silu(hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + 1e-4) * scale)
+            h = torch.baddbmm(self.biases[i], hf.to(h.dtype), self.weights[i])
         return h
 
 
