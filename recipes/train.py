@@ -43,6 +43,15 @@ CONFIG_DIR = str(config_dir())
 
 
 def run(cfg: DictConfig) -> Path:
+    """One training run of ``cfg`` to its ``steps``; returns its run directory (raises :class:`RunStopped` on
+    SIGTERM or Ctrl-C, after a checkpoint)."""
+    # from the start: a signal while the run builds, evaluates the random policy or redoes a resumed round's
+    # updates (compiling) stops it at its first round, checkpointed, like one that comes later
+    with GracefulStop() as stop:
+        return _train(cfg, stop)
+
+
+def _train(cfg: DictConfig, stop: GracefulStop) -> Path:
     auto_precision = cfg.get("precision") == "auto"  # validate_config resolves it for this machine
     validate_config(cfg)  # a typo or an impossible value fails here, before anything is built
     # under torchrun: one learner rank per process, each with its own envs and replay (data parallel);
@@ -57,7 +66,8 @@ def run(cfg: DictConfig) -> Path:
     torch.manual_seed(cfg.seed)
     checkpointer = Checkpointer(run_dir, every=cfg.checkpoint_every, keep=cfg.checkpoint_keep, resume=cfg.resume,
                                 rank=rank, world_size=world)  # resume=true: the newest loadable checkpoint or an error
-    if auto_precision and (recorded := checkpointer.recorded("precision")) not in (None, cfg.precision):
+    # a run recorded before the precision key existed computed in float32
+    if auto_precision and (recorded := checkpointer.recorded("precision", missing="float32")) not in (None, cfg.precision):
         # precision=auto picks what this machine computes fastest for a new run; a resumed run goes on in the
         # precision its checkpoints were made with (say, a float32 run of an older default, or another machine)
         print(f"resume=true, precision=auto: this run keeps its recorded precision={recorded}", flush=True)
@@ -129,26 +139,25 @@ def run(cfg: DictConfig) -> Path:
     # --- the loop: collect a round, store it, checkpoint when due, then its updates, logs and evaluation ---
     if resumed:  # the checkpoint came before its round's updates: redo them from the same state, replay and RNG
         learn_and_report(state.round_returns, 0)
-    stopping = False
-    with GracefulStop() as stop:  # SIGTERM / Ctrl-C: checkpoint the next round, then stop (a resume loses nothing)
-        for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved):
-            if log is not None:
-                log.record(batch)
-            finished = extend_replay(replay, batch, state, wm, world_size=world,
-                                     lane_key="lane" if replay_lanes(cfg) > 1 else None,
-                                     track_returns=learner.reward_transform is not None)
-            stopping = not dist.all_true(not stop.requested)  # a signal on any rank stops every rank here
-            if checkpointer.due(state, cfg.steps) or stopping:
-                state.ratio, state.round_returns = ratio.state_dict(), finished
-                state.wall_time_s = wall_before + time.time() - started
-                collection = log.state_dict(eval_env) if log is not None else None
-                logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state, collection) / 1e6},
-                           state.env_steps)
-            if stopping:
-                break
-            learn_and_report(finished, batch.numel() * world)
-            if state.env_steps >= cfg.steps:
-                break
+    stopping = False  # SIGTERM / Ctrl-C (stop): checkpoint the next round, then stop (a resume loses nothing)
+    for batch in make_collector(cfg, env, policy, state, rank, world, log=log, resume_from=saved):
+        if log is not None:
+            log.record(batch)
+        finished = extend_replay(replay, batch, state, wm, world_size=world,
+                                 lane_key="lane" if replay_lanes(cfg) > 1 else None,
+                                 track_returns=learner.reward_transform is not None)
+        stopping = not dist.all_true(not stop.requested)  # a signal on any rank stops every rank here
+        if checkpointer.due(state, cfg.steps) or stopping:
+            state.ratio, state.round_returns = ratio.state_dict(), finished
+            state.wall_time_s = wall_before + time.time() - started
+            collection = log.state_dict(eval_env) if log is not None else None
+            logger.log({"checkpoint/megabytes": checkpointer.save(learner, replay, state, collection) / 1e6},
+                       state.env_steps)
+        if stopping:
+            break
+        learn_and_report(finished, batch.numel() * world)
+        if state.env_steps >= cfg.steps:
+            break
     progress.close()
     if stopping:
         stopped = RunStopped(stop.signum or signal.SIGTERM, state.env_steps, run_dir)

@@ -1,5 +1,7 @@
 """Collection on Ray (``collector.backend=ray``): a local Ray cluster, two workers, the tiny preset."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,25 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def test_starting_ray_keeps_the_runs_graceful_stop():
+    # ray.init installs its own SIGTERM handler; a run on collector.backend=ray would then die on SIGTERM
+    # without its checkpoint. A fresh process: the module's cluster is already up, where init_ray does nothing
+    script = (
+        "import os, signal\n"
+        "from torchrl_dreamerxp.training.graceful_stop import GracefulStop\n"
+        "from torchrl_dreamerxp.training.ray_collection import init_ray\n"
+        "with GracefulStop() as stop:\n"
+        "    ours = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}\n"
+        "    init_ray()\n"
+        "    assert {s: signal.getsignal(s) for s in ours} == ours, signal.getsignal(signal.SIGTERM)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    assert stop.requested\n"
+        "import ray; ray.shutdown()\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "SIGTERM: stopping after the next round's checkpoint" in out.stdout
 
 
 @pytest.mark.parametrize("env_name", ["gym/CartPole-v1", "atari/Boxing"])

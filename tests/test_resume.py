@@ -146,6 +146,26 @@ def test_sigterm_checkpoints_the_next_round_and_a_resume_continues_from_it(tmp_p
     assert evals == [80, 160, 240]
 
 
+def test_a_signal_while_the_run_builds_stops_it_at_its_first_round_checkpointed(tmp_path, monkeypatch, run_config):
+    # SIGTERM before the loop (building, compiling, the random-policy evaluation): handled, not fatal
+    from torchrl_dreamerxp.training.graceful_stop import RunStopped
+
+    build_agent = train_recipe.build_agent
+
+    def build_then_signal(*args, **kwargs):
+        built = build_agent(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return built
+
+    monkeypatch.setattr(train_recipe, "build_agent", build_then_signal)
+    run_dir, before = tmp_path / "run", signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RunStopped) as stopped:
+        train_recipe.run(run_config(run_dir, "steps=160", "frames_per_batch=16"))
+    assert stopped.value.code == 128 + signal.SIGTERM and stopped.value.env_steps == 16
+    assert [p.name for p in (run_dir / "checkpoints").glob("step_*")] == ["step_000000016"]
+    assert signal.getsignal(signal.SIGTERM) is before and not (run_dir / "done").exists()  # handler given back
+
+
 def test_resume_keeps_every_evaluation_when_intervals_do_not_align_with_rounds(tmp_path, run_config):
     # rounds of 16 env steps, evaluations and checkpoints every 40: the uninterrupted run evaluates at
     # 48, 80, 128, 160; a resume from the step-48 checkpoint must evaluate at 48 again, not jump to 80
@@ -218,3 +238,10 @@ def test_precision_auto_resumes_a_run_in_the_precision_it_started_with(tmp_path,
     (run_dir / "done").unlink()
     with pytest.raises(checkpointer.ResumeError, match="precision: 'float32' -> 'bfloat16'"):  # asked for: refused
         train_recipe.run(run_config(run_dir, "steps=128", "resume=true", "precision=bfloat16"))
+    # a run recorded before the precision key existed computed in float32, and goes on in it
+    saved = run_dir / "config.yaml"
+    saved.write_text("".join(line for line in saved.read_text().splitlines(True) if not line.startswith("precision:")))
+    capsys.readouterr()
+    train_recipe.run(run_config(run_dir, "steps=128", "resume=true", "precision=auto"))
+    assert "keeps its recorded precision=float32" in capsys.readouterr().out
+    assert "precision: float32" in saved.read_text()

@@ -111,8 +111,9 @@ class Checkpointer:
                               f"(its checkpoints were made with it); nothing was changed:\n  " + "\n  ".join(changed)
                               + "\nUndo these changes, or set resume_allow_changes=true to resume anyway.")
 
-    def recorded(self, key: str):
-        r"""The value of ``key`` in the run's ``config.yaml`` when resuming from a checkpoint, else ``None``.
+    def recorded(self, key: str, missing=None):
+        r"""The value of ``key`` in the run's ``config.yaml`` when resuming from a checkpoint, else ``None``;
+        ``missing`` when that config has no ``key`` (a run from before the key existed).
 
         Examples:
             >>> import tempfile
@@ -122,11 +123,11 @@ class Checkpointer:
             >>> ckpt.recorded("precision") is None  # a fresh run has nothing to keep
             True
             >>> ckpt.last = run  # as if resuming from a checkpoint of this run
-            >>> ckpt.recorded("precision"), ckpt.recorded("model.name")
-            ('float32', None)
+            >>> ckpt.recorded("precision"), ckpt.recorded("model.name"), ckpt.recorded("model.name", missing="?")
+            ('float32', None, '?')
         """
         recorded = self._recorded_config()
-        return None if recorded is None else recorded.get(key)
+        return None if recorded is None else recorded.get(key, missing)
 
     def _recorded_config(self) -> dict | None:
         """The run's ``config.yaml`` as dotted keys when resuming from a checkpoint, else ``None``."""

@@ -8,6 +8,7 @@ once (Python's default), for a run that must stop now.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -63,8 +64,11 @@ class GracefulStop:
     def _handle(self, signum, frame) -> None:
         self.signum = signum
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))  # a second one acts at once
-        print(f"{signal.Signals(signum).name}: stopping after the next round's checkpoint "
-              f"(send it again to stop at once)", flush=True)
+        message = f"{signal.Signals(signum).name}: stopping after the next round's checkpoint (send it again to stop at once)"
+        try:
+            print(message, flush=True)
+        except RuntimeError:  # the signal came in the middle of a write to stdout ("reentrant call"): bypass it
+            os.write(2, (message + "\n").encode())
 
     def __enter__(self) -> "GracefulStop":
         if threading.current_thread() is threading.main_thread():

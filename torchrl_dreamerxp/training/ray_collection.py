@@ -1,6 +1,8 @@
 """Collection on a Ray cluster: TorchRL's ``RayCollector`` with one env per remote worker."""
 from __future__ import annotations
 
+import signal
+import threading
 from functools import partial
 
 from tensordict import TensorDict
@@ -8,6 +10,7 @@ from torchrl.collectors import WeightUpdaterBase
 from torchrl.envs import RewardSum, TransformedEnv
 
 from ..envs import make_env
+from .graceful_stop import STOP_SIGNALS
 
 __all__ = ["ObjectStoreWeightUpdater", "init_ray", "make_ray_collector", "ray_config_problems", "worker_env"]
 
@@ -54,7 +57,14 @@ def init_ray(address: str | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
+        # ray.init installs its own SIGTERM handler in this process: the run's graceful stop (GracefulStop)
+        # must stay the one that answers, or a SIGTERM would end the run without its checkpoint
+        main = threading.current_thread() is threading.main_thread()
+        handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        for s, handler in handlers.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 class ObjectStoreWeightUpdater(WeightUpdaterBase):
