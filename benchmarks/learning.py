@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from torchrl_dreamerxp.training.graceful_stop import STOPPED_EXIT_CODES  # noqa: E402
+from torchrl_dreamerxp.training.graceful_stop import STOPPED_EXIT_CODES, stopped_by_signal  # noqa: E402
 
 TASKS = {
     # bars from the DreamerV3 issue: mean final eval return over seeds at the given env steps
@@ -78,9 +78,9 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "stdout.log", "a") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
-    if code in STOPPED_EXIT_CODES:
+    if stopped_by_signal(code):
         STOPPED.set()
-        raise RunsStopped(f"{run_dir}: stopped by a signal after a checkpoint")
+        raise RunsStopped(f"{run_dir}: stopped by a signal (exit code {code}), its last checkpoint kept")
     if code:
         raise subprocess.CalledProcessError(code, cmd)
     return run_dir
@@ -177,8 +177,8 @@ def summarize(per_seed: dict, bar: float) -> dict:
     variants can end equal and differ on the way; ``tests/test_learning_bench.py``)."""
     finals = [r["eval_return"][-1] for r in per_seed.values()]
     mean_final = sum(finals) / len(finals)
-    reached = {seed: {"eval": max(r["eval_return"]) > bar,
-                      "train": r.get("max_train_return") is not None and r["max_train_return"] > bar}
+    reached = {seed: {"eval": max(r["eval_return"]) >= bar,  # "at the bar" counts, as for first_step_at_bar
+                      "train": r.get("max_train_return") is not None and r["max_train_return"] >= bar}
                for seed, r in per_seed.items()}
     first = {seed: next((s for s, y in zip(r["env_steps"], r["eval_return"]) if y >= bar), None)
              for seed, r in per_seed.items()}

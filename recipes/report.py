@@ -60,8 +60,8 @@ def run(cfg: DictConfig) -> None:
     print(report["finals_md"])
     print(report["tables_md"])
     print(report["aggregates_md"])
-    if report["failed"]:
-        print(f"left out (not finished): {', '.join(report['failed'])}")
+    if report["left_out"]:
+        print("left out (not finished): " + ", ".join(f"{run} ({status})" for run, status in report["left_out"].items()))
     print(f"wrote {out}: " + ", ".join(Path(p).name for p in report["plots"]))
     if cfg.wandb:
         log_to_wandb(report, out, "+".join(names) or None)

@@ -71,7 +71,9 @@ def test_interrupted_run_was_resumed_and_new_runs_started_fresh(smoke):
 def test_report_tables_match_the_store_and_plots_are_pngs(smoke, tmp_path):
     _, _, results_dir, _, _ = smoke
     rows = load_rows(results_dir, "smoke")
-    report = write_report(rows, tmp_path, reps=200, latex=True)
+    stopped = {**rows[0], "run_id": "stopped-by-sigterm", "status": "stopped"}  # no final result: left out
+    report = write_report([*rows, stopped], tmp_path, reps=200, latex=True)
+    assert report["left_out"] == {"stopped-by-sigterm": "stopped"}
     df = pd.read_csv(results_dir / "smoke" / "runs.csv")
     finals = pd.read_csv(tmp_path / "finals.csv")
     for _, f in finals.iterrows():

@@ -59,7 +59,8 @@ def make_batch(learner, pixels: bool, B=4, T=17) -> TensorDict:
 def losses_and_grads(learner, batch):
     """Loss terms and the gradient of their sum per network (flattened), from the same random draws."""
     terms, grads = terms_and_grads(learner, batch, draw_seed=2)
-    assert all(g.dtype == torch.float32 for g in grads.values())  # gradients reach the float32 parameters
+    # bf16 is a compute dtype: the parameters (and so their gradients and the optimizer state) stay float32
+    assert all(p.dtype == torch.float32 for p in learner.parameters())
     return terms, grads
 
 

@@ -577,6 +577,7 @@ def write_report(rows: list[dict], out: Path, *, methods=(), envs=(), metrics=()
         plots.append(_plot_aggregate(atari, plain_stats, out, reps=reps, human=True))
     files["plots"] = [str(p) for p in plots if p is not None]
     files["finals"] = finals
-    files["failed"] = [r["run_id"] for r in rows if r.get("status", "done") != "done"]
+    # runs without a final result (failed, stopped by a signal, trained with a changed config), by status
+    files["left_out"] = {r["run_id"]: r["status"] for r in rows if r.get("status", "done") != "done"}
     files["warnings"] = pooled
     return files

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..training.graceful_stop import STOPPED_EXIT_CODES
+from ..training.graceful_stop import stopped_by_signal
 from .identity import config_differences, expected_config, run_config
 from .spec import Experiment, RunSpec
 from .store import ResultsStore, read_run
@@ -213,7 +213,7 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
         ok = code == 0 and (run.run_dir / "done").exists()
         failed += not ok
         # a run stopped by SIGTERM/Ctrl-C checkpointed first: the next invocation resumes it
-        status = "done" if ok else "stopped" if code in STOPPED_EXIT_CODES else "failed"
+        status = "done" if ok else "stopped" if stopped_by_signal(code) else "failed"
         store.record(run.run_id, _row(run, exp, note, status, "" if ok else (error or f"exit code {code}")))
         bar.update(1)
         bar.set_postfix(failed=failed, last=run.run_id[:40])

@@ -12,11 +12,23 @@ import os
 import signal
 import threading
 
-__all__ = ["GracefulStop", "RunStopped", "STOP_SIGNALS", "STOPPED_EXIT_CODES"]
+__all__ = ["GracefulStop", "RunStopped", "STOP_SIGNALS", "STOPPED_EXIT_CODES", "stopped_by_signal"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: the exit codes of a run that stopped on one of them after checkpointing: 128 + signal (143, 130)
 STOPPED_EXIT_CODES = tuple(128 + s for s in STOP_SIGNALS)
+
+
+def stopped_by_signal(returncode: int) -> bool:
+    """Whether a run's process ended on SIGTERM or SIGINT: ``128 + signal`` after its checkpoint, or
+    ``-signal`` (``subprocess``'s code for a process the signal ended before it could answer, say while
+    Python started up): its last checkpoint stands and a resume continues from it.
+
+    Examples:
+        >>> stopped_by_signal(143), stopped_by_signal(-signal.SIGTERM), stopped_by_signal(1), stopped_by_signal(-9)
+        (True, True, False, False)
+    """
+    return returncode in STOPPED_EXIT_CODES or -returncode in STOP_SIGNALS
 
 
 class RunStopped(SystemExit):
