@@ -76,13 +76,21 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "precision_drift.json")
     args = p.parse_args(argv)
+    if args.batches < 1:
+        p.error(f"--batches must be at least 1, got {args.batches}")
     torch.set_num_threads(args.threads)
     cfg = OmegaConf.load(args.run_dir / "config.yaml")
+    # what this rebuilds: the DreamerV3 networks and one replay lane, sampled as contiguous slices
+    if cfg.xp.intrinsic:
+        raise SystemExit(f"{args.run_dir}: an xp.intrinsic run (its reward ensemble is not rebuilt here)")
+    if (cfg.get("envs") or 1) > 1 or cfg.collector.backend != "local":
+        raise SystemExit(f"{args.run_dir}: a replay of several lanes (envs={cfg.envs}, collector.backend="
+                         f"{cfg.collector.backend}); this samples one")
     checkpoint = latest_checkpoint(args.run_dir / "checkpoints")
     if checkpoint is None:
         raise SystemExit(f"{args.run_dir / 'checkpoints'} holds no checkpoint")
     state = safe_load(checkpoint / "state.pt")["learner"]
-    shapes = env_shapes(make_env(cfg.env))
+    shapes = env_shapes(make_env(cfg.env, **cfg.get("env_kwargs", {})))
     slice_len = cfg.batch_length + cfg.replay_context
     replay = TensorDictReplayBuffer(storage=LazyTensorStorage(read_counters(checkpoint)["replay_capacity"]),
                                     sampler=ContiguousSliceSampler(slice_len))
