@@ -279,3 +279,19 @@ def test_a_report_over_two_experiments_and_the_atari_plot(smoke, tmp_path):
     report = write_report(rows, tmp_path / "atari", reps=50)
     assert "human-normalized final score (Atari)" in report["aggregates_md"]
     assert (tmp_path / "atari" / "aggregate_human.png").read_bytes()[:8] == PNG
+
+
+def test_precision_auto_expects_the_precision_of_the_run_it_would_resume(monkeypatch):
+    # as recipes/train.py: auto picks for a new run; a resumed one keeps what it recorded (float32 if nothing),
+    # so a float32 run under an experiment that now says auto is resumed, not reported as changed
+    import torchrl_dreamerxp.training.precision as precision
+    from torchrl_dreamerxp.experiments.identity import config_differences, expected_config
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # auto picks bfloat16 here
+    overrides = ["env=gym/CartPole-v1", "model=tiny", "precision=auto"]
+    assert expected_config(overrides)["precision"] == "bfloat16"
+    recorded = expected_config(["env=gym/CartPole-v1", "model=tiny", "precision=float32"])
+    assert expected_config(overrides, resumed_from=recorded)["precision"] == "float32"
+    assert config_differences(expected_config(overrides, resumed_from=recorded), recorded) == []
+    before_the_key = {k: v for k, v in recorded.items() if k != "precision"}
+    assert expected_config(overrides, resumed_from=before_the_key)["precision"] == "float32"

@@ -45,9 +45,10 @@ def identity_hash(cfg, without: tuple[str, ...] = ()) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def expected_config(overrides: list[str]) -> dict:
+def expected_config(overrides: list[str], resumed_from: dict | None = None) -> dict:
     """The config ``recipes/train.py`` would run with these overrides, resolved and with the env family's
-    defaults filled (what it writes to ``config.yaml``).
+    defaults filled (what it writes to ``config.yaml``). ``resumed_from``: the config of the run it would
+    resume, whose precision ``precision=auto`` keeps (float32 if it records none), as the recipe does.
 
     Examples:
         >>> expected_config(["env=gym/CartPole-v1", "model=tiny"])["model"]["name"]
@@ -64,6 +65,8 @@ def expected_config(overrides: list[str]) -> dict:
     else:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose("train", overrides=list(overrides))
+    if resumed_from is not None and cfg.get("precision") == "auto":
+        cfg.precision = resumed_from.get("precision", "float32")
     validate_config(cfg, check_env=False)  # fills the family defaults, as the recipe does before writing
     return OmegaConf.to_container(cfg, resolve=True)
 

@@ -118,7 +118,7 @@ def changed_config(run: RunSpec) -> tuple[list[str], bool]:
     found = run_config(run.run_dir)
     if found is None:
         return [], False
-    expected = expected_config(run.train_overrides)
+    expected = expected_config(run.train_overrides, resumed_from=found)
     shorter = int(found.get("steps", 0)) < int(expected["steps"])
     if shorter:
         found = {**found, "steps": expected["steps"]}
