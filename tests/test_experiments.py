@@ -295,3 +295,19 @@ def test_precision_auto_expects_the_precision_of_the_run_it_would_resume(monkeyp
     assert config_differences(expected_config(overrides, resumed_from=recorded), recorded) == []
     before_the_key = {k: v for k, v in recorded.items() if k != "precision"}
     assert expected_config(overrides, resumed_from=before_the_key)["precision"] == "float32"
+
+
+def test_a_run_stopped_by_a_signal_is_stored_as_stopped_and_no_further_run_starts(tmp_path, monkeypatch):
+    # a session or job ending sends SIGTERM: the run checkpoints and exits 143; the queue must not go on
+    started = []
+
+    def stopped_run(run, threads, logger_mode):
+        started.append(run.seed)
+        return 128 + 15, ""
+
+    monkeypatch.setattr(runner_module, "_train", stopped_run)
+    exp = Experiment("stops", "a run stopped by SIGTERM", ["dreamerv3"], {"gym/CartPole-v1": ["steps=100"]}, [])
+    rows = run_experiment(exp, [0, 1, 2], runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
+                          logger_mode="disabled", parallel=1)
+    assert started == [0] and [r["status"] for r in rows] == ["stopped"] * 3
+    assert sum("not started" in r["error"] for r in rows) == 2

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..training.graceful_stop import stopped_by_signal
+from ..training.graceful_stop import STOPPED_EXIT_CODES, stopped_by_signal
 from .identity import config_differences, expected_config, run_config
 from .spec import Experiment, RunSpec
 from .store import ResultsStore, read_run
@@ -62,9 +63,20 @@ def _train_as_ray_task(run: RunSpec, threads: int, logger_mode: str) -> tuple[in
 
 def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: str, tick: float = 5.0) -> Iterator:
     """``(run, result getter)`` as each run ends, ``parallel`` at once in this machine; ``(None, None)`` every
-    ``tick`` seconds meanwhile (the progress bar then reads the running runs' progress)."""
+    ``tick`` seconds meanwhile (the progress bar then reads the running runs' progress). Once a run has stopped
+    on SIGTERM or Ctrl-C, the runs not yet started are not started (and are recorded as stopped)."""
+    stopped = threading.Event()  # a run stopped on a signal (a session or job ending): start no further one
+
+    def train_unless_stopped(run: RunSpec) -> tuple[int, str]:
+        if stopped.is_set():  # recorded as stopped: the next invocation starts it
+            return STOPPED_EXIT_CODES[0], "not started: an earlier run of this invocation was stopped by a signal"
+        code, tail = _train(run, threads, logger_mode)
+        if stopped_by_signal(code):
+            stopped.set()
+        return code, tail
+
     with ThreadPoolExecutor(parallel) as pool:
-        pending = {pool.submit(_train, run, threads, logger_mode): run for run in todo}
+        pending = {pool.submit(train_unless_stopped, run): run for run in todo}
         while pending:
             done, _ = wait(pending, timeout=tick, return_when=FIRST_COMPLETED)
             if not done:
