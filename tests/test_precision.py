@@ -142,6 +142,13 @@ def test_bfloat16_norms_compute_in_float32_with_scales_that_are_not_cast():
     assert nudged["loss_model_reconstruction"] != exact["loss_model_reconstruction"]
 
 
+def test_norms_compute_float64_inputs_in_float64():
+    # "in float32" is a floor for low-precision inputs, not a cast down of a float64 check
+    x = torch.randn(3, 4, dtype=torch.float64)
+    norm = RMSNorm(4, eps=1e-4).double()
+    assert torch.allclose(norm(x), x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-4), rtol=0, atol=1e-12)
+
+
 def test_the_reward_ensemble_members_normalize_in_float32_under_bfloat16_autocast():
     # the learner trains and scores the ensemble under bf16 autocast; its members' norms, written inline over
     # stacked weights, must see float32 as every RMSNorm does (the baddbmm before them returns bf16)

@@ -63,8 +63,9 @@ class RMSNorm(nn.RMSNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.float() if self.weight is not None else None
-        return nn.functional.rms_norm(x.float(), self.normalized_shape, weight, self.eps).to(x.dtype)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # bf16 -> float32; float64 stays float64
+        weight = self.weight.to(dtype) if self.weight is not None else None
+        return nn.functional.rms_norm(x.to(dtype), self.normalized_shape, weight, self.eps).to(x.dtype)
 
 
 class NormAct(nn.Sequential):

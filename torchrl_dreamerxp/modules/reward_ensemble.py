@@ -54,7 +54,8 @@ class EnsembleMLP(nn.Module):
             raise ValueError(f"expected [N, in] or [{self.members}, N, in], got {tuple(x.shape)}")
         for i in range(1, len(self.weights)):
             # the norm in float32 with a float32 scale, as every RMSNorm here (modules.layers.RMSNorm)
-            scale, hf = self.norm_scales[i - 1].float(), h.float()
+            dtype = torch.promote_types(h.dtype, torch.float32)  # bf16 -> float32; float64 stays float64
+            scale, hf = self.norm_scales[i - 1].to(dtype), h.to(dtype)
             hf = nn.functional.silu(hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + 1e-4) * scale)
             h = torch.baddbmm(self.biases[i], hf.to(h.dtype), self.weights[i])
         return h
