@@ -168,7 +168,9 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     one if ``None``); every node needs this repository at the same path and ``runs_dir`` on a filesystem
     all nodes share (this process reads each finished run's directory). A run that fails is stored with
     ``status=failed`` and the end of its error output; the other runs go on. A run stopped by SIGTERM or
-    Ctrl-C checkpoints first and is stored as ``status=stopped``; the next invocation resumes it.
+    Ctrl-C checkpoints first and is stored as ``status=stopped``; the next invocation resumes it. With the
+    local launcher, a stop signal to this process is passed on to the running runs, and the runs not yet
+    started are not started (stored as ``stopped``).
 
     Examples:
         >>> from torchrl_dreamerxp.experiments.spec import Experiment
@@ -221,7 +223,7 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
         else:  # a stop signal to this process goes on to the runs (each checkpoints), and no further one starts
             driver = stack.enter_context(ForwardedStop())
             finished = _local_pool(todo, parallel, max(1, (os.cpu_count() or 2) // parallel), logger_mode, driver=driver)
-        failed = 0
+        counts: dict[str, int] = {}
         bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=exp.name, dynamic_ncols=True)
         started = time.time()
         for run, result in finished:
@@ -233,11 +235,11 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
             except Exception as err:  # the runner itself failed for this run: record it, go on
                 code, error = -1, f"{type(err).__name__}: {err}"
             ok = code == 0 and (run.run_dir / "done").exists()
-            failed += not ok
             # a run stopped by SIGTERM/Ctrl-C checkpointed first: the next invocation resumes it
             status = "done" if ok else "stopped" if stopped_by_signal(code) else "failed"
+            counts[status] = counts.get(status, 0) + 1
             store.record(run.run_id, _row(run, exp, note, status, "" if ok else (error or f"exit code {code}")))
             bar.update(1)
-            bar.set_postfix(failed=failed, last=run.run_id[:40])
+            bar.set_postfix(**{k: v for k, v in counts.items() if k != "done"}, last=run.run_id[:40])
         bar.close()
     return store.rows()
