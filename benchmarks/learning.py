@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from torchrl_dreamerxp.training.graceful_stop import STOPPED_EXIT_CODES, ForwardedStop, stopped_by_signal  # noqa: E402
+from torchrl_dreamerxp.training.graceful_stop import STOPPED_EXIT_CODES, stopped_by_signal  # noqa: E402
 
 TASKS = {
     # bars from the DreamerV3 issue: mean final eval return over seeds at the given env steps
@@ -54,7 +54,6 @@ VARIANTS = {"dreamerv3": ["xp=none"], "uniform": ["xp=none"], "prioritized": ["x
 
 
 STOPPED = threading.Event()  # set when a run stops on a signal: no further run of this invocation starts
-DRIVER = ForwardedStop()  # entered by main: a signal to this process goes on to the runs it started
 
 
 class RunsStopped(RuntimeError):
@@ -78,9 +77,7 @@ def run_seed(task: dict, seed: int, runs: Path, threads: int, overrides: list[st
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "stdout.log", "a") as log:
-        code = DRIVER.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    if code is None:
-        raise RunsStopped(f"{run_dir}: not started, this invocation was stopped by a signal")
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
     if stopped_by_signal(code):
         STOPPED.set()
         raise RunsStopped(f"{run_dir}: stopped by a signal (exit code {code}), its last checkpoint kept")
@@ -249,8 +246,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     try:
-        with DRIVER:
-            main()
+        main()
     except RunsStopped as err:
         print(err, flush=True)
         raise SystemExit(STOPPED_EXIT_CODES[0])

@@ -189,10 +189,10 @@ def main(argv=None) -> None:
     if not args.report_only:
         # seed-major order: with two runs at a time, every task gets a first seed before any gets a second
         jobs = [(task, seed) for seed in args.seeds for task in args.tasks]
-        from learning import DRIVER, STOPPED_EXIT_CODES, RunsStopped
+        from learning import STOPPED_EXIT_CODES, RunsStopped
 
-        try:  # DRIVER: a signal to this process goes on to its runs, each checkpoints, and no further run starts
-            with DRIVER, ThreadPoolExecutor(args.parallel) as pool:
+        try:
+            with ThreadPoolExecutor(args.parallel) as pool:
                 list(pool.map(lambda j: run_task(j[0], j[1], args.runs, args.threads, args.overrides), jobs))
         except RunsStopped as err:  # the report of what exists is still written; the same command resumes
             stopped = err

@@ -301,7 +301,7 @@ def test_a_run_stopped_by_a_signal_is_stored_as_stopped_and_no_further_run_start
     # a session or job ending sends SIGTERM: the run checkpoints and exits 143; the queue must not go on
     started = []
 
-    def stopped_run(run, threads, logger_mode, **kwargs):
+    def stopped_run(run, threads, logger_mode):
         started.append(run.seed)
         return 128 + 15, ""
 

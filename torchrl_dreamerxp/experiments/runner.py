@@ -9,20 +9,17 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..training.graceful_stop import STOPPED_EXIT_CODES, ForwardedStop, stopped_by_signal
+from ..training.graceful_stop import STOPPED_EXIT_CODES, stopped_by_signal
 from .identity import config_differences, expected_config, run_config
 from .spec import Experiment, RunSpec
 from .store import ResultsStore, read_run
 
 __all__ = ["run_experiment"]
-
-NOT_STARTED = "not started: an earlier run of this invocation was stopped by a signal"
 
 
 def _row(run: RunSpec, exp: Experiment, note: str, status: str, error: str = "") -> dict:
@@ -35,9 +32,8 @@ def _row(run: RunSpec, exp: Experiment, note: str, status: str, error: str = "")
     return base
 
 
-def _train(run: RunSpec, threads: int, logger_mode: str, driver: ForwardedStop | None = None) -> tuple[int, str]:
-    """One training run in its own process; returns its exit code and the tail of its error output. Through
-    ``driver`` (entered by :func:`run_experiment`), a stop signal to this process reaches the run too."""
+def _train(run: RunSpec, threads: int, logger_mode: str) -> tuple[int, str]:
+    """One training run in its own process; returns its exit code and the tail of its error output."""
     command = run.command(threads, logger_mode)  # resume=true only for a run directory an earlier try left
     run.run_dir.mkdir(parents=True, exist_ok=True)
     # the variant's name travels with the run (a report over run directories labels it so)
@@ -47,10 +43,7 @@ def _train(run: RunSpec, threads: int, logger_mode: str, driver: ForwardedStop |
     with open(run.run_dir / "stdout.log", "a") as out, open(run.run_dir / "stderr.log", "a") as err:
         out.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
         out.flush()
-        launch = driver.run if driver is not None else subprocess.call
-        code = launch(command, stdout=out, stderr=err, env=env, cwd=Path(__file__).resolve().parents[2])
-    if code is None:  # the driver was stopped before this run started
-        return STOPPED_EXIT_CODES[0], NOT_STARTED
+        code = subprocess.call(command, stdout=out, stderr=err, env=env, cwd=Path(__file__).resolve().parents[2])
     tail = ""
     if code:
         lines = (run.run_dir / "stderr.log").read_text(errors="replace").strip().splitlines()
@@ -68,8 +61,7 @@ def _train_as_ray_task(run: RunSpec, threads: int, logger_mode: str) -> tuple[in
     return _train(run, threads, logger_mode)
 
 
-def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: str, tick: float = 5.0,
-                driver: ForwardedStop | None = None) -> Iterator:
+def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: str, tick: float = 5.0) -> Iterator:
     """``(run, result getter)`` as each run ends, ``parallel`` at once in this machine; ``(None, None)`` every
     ``tick`` seconds meanwhile (the progress bar then reads the running runs' progress). Once a run has stopped
     on SIGTERM or Ctrl-C, the runs not yet started are not started (and are recorded as stopped)."""
@@ -77,8 +69,8 @@ def _local_pool(todo: list[RunSpec], parallel: int, threads: int, logger_mode: s
 
     def train_unless_stopped(run: RunSpec) -> tuple[int, str]:
         if stopped.is_set():  # recorded as stopped: the next invocation starts it
-            return STOPPED_EXIT_CODES[0], NOT_STARTED
-        code, tail = _train(run, threads, logger_mode, driver=driver)
+            return STOPPED_EXIT_CODES[0], "not started: an earlier run of this invocation was stopped by a signal"
+        code, tail = _train(run, threads, logger_mode)
         if stopped_by_signal(code):
             stopped.set()
         return code, tail
@@ -169,8 +161,7 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
     all nodes share (this process reads each finished run's directory). A run that fails is stored with
     ``status=failed`` and the end of its error output; the other runs go on. A run stopped by SIGTERM or
     Ctrl-C checkpoints first and is stored as ``status=stopped``; the next invocation resumes it. With the
-    local launcher, a stop signal to this process is passed on to the running runs, and the runs not yet
-    started are not started (stored as ``stopped``).
+    local launcher, the runs not yet started are then not started (stored as ``stopped``).
 
     Examples:
         >>> from torchrl_dreamerxp.experiments.spec import Experiment
@@ -217,29 +208,27 @@ def run_experiment(exp: Experiment, seeds: list[int], *, parallel: int = 1, runs
                 store.record(run.run_id, _row(run, exp, note, "done"))
         else:
             todo.append(run)
-    with ExitStack() as stack:
-        if launcher == "ray":
-            finished = _ray_tasks(todo, ray_cpus_per_run, logger_mode, ray_address)
-        else:  # a stop signal to this process goes on to the runs (each checkpoints), and no further one starts
-            driver = stack.enter_context(ForwardedStop())
-            finished = _local_pool(todo, parallel, max(1, (os.cpu_count() or 2) // parallel), logger_mode, driver=driver)
-        counts: dict[str, int] = {}
-        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=exp.name, dynamic_ncols=True)
-        started = time.time()
-        for run, result in finished:
-            if run is None:  # a tick: show how far the running runs are
-                bar.set_postfix_str(running_status(todo, started)[:200], refresh=True)
-                continue
-            try:
-                code, error = result()
-            except Exception as err:  # the runner itself failed for this run: record it, go on
-                code, error = -1, f"{type(err).__name__}: {err}"
-            ok = code == 0 and (run.run_dir / "done").exists()
-            # a run stopped by SIGTERM/Ctrl-C checkpointed first: the next invocation resumes it
-            status = "done" if ok else "stopped" if stopped_by_signal(code) else "failed"
-            counts[status] = counts.get(status, 0) + 1
-            store.record(run.run_id, _row(run, exp, note, status, "" if ok else (error or f"exit code {code}")))
-            bar.update(1)
-            bar.set_postfix(**{k: v for k, v in counts.items() if k != "done"}, last=run.run_id[:40])
-        bar.close()
+    if launcher == "ray":
+        finished = _ray_tasks(todo, ray_cpus_per_run, logger_mode, ray_address)
+    else:
+        finished = _local_pool(todo, parallel, max(1, (os.cpu_count() or 2) // parallel), logger_mode)
+    counts: dict[str, int] = {}
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=exp.name, dynamic_ncols=True)
+    started = time.time()
+    for run, result in finished:
+        if run is None:  # a tick: show how far the running runs are
+            bar.set_postfix_str(running_status(todo, started)[:200], refresh=True)
+            continue
+        try:
+            code, error = result()
+        except Exception as err:  # the runner itself failed for this run: record it, go on
+            code, error = -1, f"{type(err).__name__}: {err}"
+        ok = code == 0 and (run.run_dir / "done").exists()
+        # a run stopped by SIGTERM/Ctrl-C checkpointed first: the next invocation resumes it
+        status = "done" if ok else "stopped" if stopped_by_signal(code) else "failed"
+        counts[status] = counts.get(status, 0) + 1
+        store.record(run.run_id, _row(run, exp, note, status, "" if ok else (error or f"exit code {code}")))
+        bar.update(1)
+        bar.set_postfix(**{k: v for k, v in counts.items() if k != "done"}, last=run.run_id[:40])
+    bar.close()
     return store.rows()

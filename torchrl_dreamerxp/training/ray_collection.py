@@ -10,7 +10,7 @@ from torchrl.collectors import WeightUpdaterBase
 from torchrl.envs import RewardSum, TransformedEnv
 
 from ..envs import make_env
-from .graceful_stop import STOP_SIGNALS
+from .graceful_stop import STOP_SIGNALS, GracefulStop
 
 __all__ = ["ObjectStoreWeightUpdater", "init_ray", "make_ray_collector", "ray_config_problems", "worker_env"]
 
@@ -57,13 +57,14 @@ def init_ray(address: str | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
-        # ray.init installs its own SIGTERM handler in this process: the run's graceful stop (GracefulStop)
-        # must stay the one that answers, or a SIGTERM would end the run without its checkpoint
+        # ray.init installs its own SIGTERM handler in this process: a run's graceful stop (GracefulStop) must
+        # stay the one that answers, or a SIGTERM would end the run without its checkpoint. Only that one is
+        # put back; elsewhere Ray's handler (which shuts Ray down) stays
         main = threading.current_thread() is threading.main_thread()
         handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS} if main else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
         for s, handler in handlers.items():
-            if handler is not None:
+            if isinstance(getattr(handler, "__self__", None), GracefulStop):
                 signal.signal(s, handler)
 
 
