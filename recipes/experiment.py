@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from torchrl_dreamerxp.experiments import Experiment, parse_parallel, parse_seeds, run_experiment
 from torchrl_dreamerxp.paths import config_dir
+from torchrl_dreamerxp.training.graceful_stop import STOPPED_EXIT_CODES
 
 CONFIG_DIR = str(config_dir())
 
@@ -33,10 +34,15 @@ def run(cfg: DictConfig) -> None:
                           launcher=cfg.launcher, ray_address=cfg.ray_address, ray_cpus_per_run=cfg.ray_cpus_per_run,
                           replace_changed=cfg.replace_changed)
     if rows:
-        failed = [r["run_id"] for r in rows if r["status"] != "done"]
-        print(f"results: {Path(cfg.results_dir) / exp.name / 'runs.csv'} ({len(rows)} runs, {len(failed)} failed)")
-        if failed:
-            print("failed: " + ", ".join(failed))
+        by_status = {status: [r["run_id"] for r in rows if r["status"] == status] for status in ("failed", "stopped")}
+        print(f"results: {Path(cfg.results_dir) / exp.name / 'runs.csv'} ({len(rows)} runs, "
+              f"{len(by_status['failed'])} failed, {len(by_status['stopped'])} stopped)")
+        for status, run_ids in by_status.items():
+            if run_ids:
+                print(f"{status}: " + ", ".join(run_ids))
+        if by_status["stopped"]:  # preempted: exit as a stopped run does, so a retry loop or a job controller retries
+            print("stopped by a signal, checkpointed: the same command resumes them", flush=True)
+            raise SystemExit(STOPPED_EXIT_CODES[0])
 
 
 def main() -> None:

@@ -311,3 +311,13 @@ def test_a_run_stopped_by_a_signal_is_stored_as_stopped_and_no_further_run_start
                           logger_mode="disabled", parallel=1)
     assert started == [0] and [r["status"] for r in rows] == ["stopped"] * 3
     assert sum("not started" in r["error"] for r in rows) == 2
+    # the command line exits as a stopped run does (143), so a retry loop or a job controller runs it again
+    from torchrl_dreamerxp.recipes import experiment as experiment_recipe
+
+    monkeypatch.setattr(Experiment, "from_config", staticmethod(lambda config: exp))  # the experiment above
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("experiments", overrides=["seeds=3", f"runs_dir={tmp_path / 'runs'}",
+                                                f"results_dir={tmp_path / 'results'}", "logger_mode=disabled"])
+    with pytest.raises(SystemExit) as stopped:
+        experiment_recipe.run(cfg)
+    assert stopped.value.code == 128 + 15
