@@ -32,6 +32,7 @@ from torchrl_dreamerxp.training.evaluation import evaluate
 from torchrl_dreamerxp.training.exact_resume import CollectionLog
 from torchrl_dreamerxp.training.graceful_stop import GracefulStop, RunStopped
 from torchrl_dreamerxp.training.layout import extend_replay
+from torchrl_dreamerxp.training.precision import UNRECORDED_PRECISION
 from torchrl_dreamerxp.training.logging import NullLogger, RunLogger, plot_returns
 from torchrl_dreamerxp.training.progress import Progress
 from torchrl_dreamerxp.training.ratio import TrainRatio
@@ -66,8 +67,8 @@ def _train(cfg: DictConfig, stop: GracefulStop) -> Path:
     torch.manual_seed(cfg.seed)
     checkpointer = Checkpointer(run_dir, every=cfg.checkpoint_every, keep=cfg.checkpoint_keep, resume=cfg.resume,
                                 rank=rank, world_size=world)  # resume=true: the newest loadable checkpoint or an error
-    # a run recorded before the precision key existed computed in float32
-    if auto_precision and (recorded := checkpointer.recorded("precision", missing="float32")) not in (None, cfg.precision):
+    recorded = checkpointer.recorded("precision", missing=UNRECORDED_PRECISION) if auto_precision else None
+    if recorded not in (None, cfg.precision):
         # precision=auto picks what this machine computes fastest for a new run; a resumed run goes on in the
         # precision its checkpoints were made with (say, a float32 run of an older default, or another machine)
         print(f"resume=true, precision=auto: this run keeps its recorded precision={recorded}", flush=True)

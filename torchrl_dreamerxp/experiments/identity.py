@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from ..training.checkpointer import RESUME_MAY_CHANGE
 from ..training.config_schema import flat_keys
+from ..training.precision import UNRECORDED_PRECISION
 
 __all__ = ["NOT_IDENTITY", "identity_config", "identity_hash", "expected_config", "config_differences"]
 
@@ -66,7 +67,7 @@ def expected_config(overrides: list[str], resumed_from: dict | None = None) -> d
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose("train", overrides=list(overrides))
     if resumed_from is not None and cfg.get("precision") == "auto":
-        cfg.precision = resumed_from.get("precision", "float32")
+        cfg.precision = resumed_from.get("precision", UNRECORDED_PRECISION)  # as recipes/train.py resumes it
     validate_config(cfg, check_env=False)  # fills the family defaults, as the recipe does before writing
     return OmegaConf.to_container(cfg, resolve=True)
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "cpu_flags", "native_cpu_bfloat16", "resolve_precision"]
+__all__ = ["PRECISIONS", "UNRECORDED_PRECISION", "cpu_flags", "native_cpu_bfloat16", "resolve_precision"]
 
 #: what the ``precision`` key accepts
 PRECISIONS = ("float32", "bfloat16", "auto")
+#: what a run recorded before the ``precision`` key existed computed in (a resumed ``auto`` run keeps it)
+UNRECORDED_PRECISION = "float32"
 #: CPU flags (Linux ``/proc/cpuinfo``) of native bf16 matrix products
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
