@@ -3,6 +3,7 @@
     python benchmarks/official_curves.py --parallel 2 --threads 1            # run (or resume) every task, then report
     python benchmarks/official_curves.py --report-only                       # tables and plots of what exists
     python benchmarks/official_curves.py --tasks walker_stand --seeds 0      # a subset
+    python benchmarks/official_curves.py --tag tr128 train_ratio=128         # a variant, in files of its own
 
 The anchor is ``benchmarks/results/official_dmc_proprio_dreamerv3.json``: the per-seed curves of
 danijar/dreamerv3 ``scores/dmc_proprio-dreamerv3.json.gz`` (5 seeds, one point per 10k env frames), whose
@@ -14,7 +15,13 @@ read from its ``eval.csv`` whether it has finished or not.
 
 Writes ``benchmarks/results/official_curves.json`` (per task and seed: env frames, eval returns, updates, wall
 time; the official mean/min/max at every 10k frames; ours vs official at each point) and
-``docs/img/official_<task>.png`` (our seeds over the official band and mean).
+``docs/img/official_<task>.png`` (our seeds over the official band and mean). ``--tag T`` with recipe overrides
+(say ``train_ratio=128``) keeps a variant apart: run directories ``runs/official_curves_T``, files
+``official_curves_T.json`` and ``official_<task>_T.png``.
+
+The JSON outlives the run directories (they are not in the repository; a fresh checkout has none): a run whose
+directory is missing, or has got less far than the JSON records, keeps the recorded entry (marked
+``"from_record": true``) instead of being reported empty. A record is only kept under the same overrides.
 """
 from __future__ import annotations
 
@@ -93,6 +100,19 @@ def read_progress(run_dir: Path) -> dict:
             "random_return": counters.get("random_return")}
 
 
+def progress_of(run: dict) -> int:
+    """How far a run got: its agent steps, else its last evaluation's frames (0 for nothing)."""
+    return run.get("agent_steps") or (run["env_frames"][-1] // ACTION_REPEAT if run.get("env_frames") else 0)
+
+
+def keep_recorded(current: dict, recorded: dict | None) -> dict:
+    """The run as its directory shows it, or the earlier JSON's entry where that got further (never lose a result:
+    run directories are not kept with the repository, the JSON is)."""
+    if recorded is None or progress_of(recorded) <= progress_of(current):
+        return current
+    return {**recorded, "from_record": True}
+
+
 def official_stats(official: dict, name: str) -> dict[int, dict]:
     """Mean, min and max over the official seeds at every x of the score file."""
     seeds = official["tasks"][name]["seeds"].values()
@@ -123,7 +143,7 @@ def compare(ours: dict[str, dict], stats: dict[int, dict]) -> list[dict]:
     return rows
 
 
-def plot(task: str, ours: dict[str, dict], official: dict, name: str, out_png: Path) -> None:
+def plot(task: str, ours: dict[str, dict], official: dict, name: str, out_png: Path, tag: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,25 +160,43 @@ def plot(task: str, ours: dict[str, dict], official: dict, name: str, out_png: P
     for i, (seed, run) in enumerate(sorted(ours.items())):
         if run["env_frames"]:
             ax.plot(run["env_frames"], run["eval_return"], color=f"C{i}", marker="o", markersize=3,
-                    label=f"ours seed {seed}" + ("" if run["done"] else " (running)"))
+                    label=f"ours seed {seed}" + ("" if run["done"] else " (running)")
+                    + (" (from the JSON record)" if run.get("from_record") else ""))
+    variant = f" [{tag}]" if tag else ""
     ax.axvline(limit, color="green", linestyle=":", linewidth=1, label=f"our budget {limit // 1000}k frames")
     save_curve_plot(fig, ax, "env frames (agent steps × action repeat 2, the official axis)",
-                    f"DMC proprio {task}: ours (dmc_proprio defaults) vs official", out_png, legend_size=7)
+                    f"DMC proprio {task}: ours (dmc_proprio defaults{variant}) vs official", out_png, legend_size=7)
 
 
-def report(tasks: list[str], seeds: list[int], runs: Path, out_json: Path, img_dir: Path) -> dict:
+def read_record(out_json: Path, overrides: list[str]) -> dict:
+    """The tasks of an earlier report written with the same overrides (``{}`` if none, or other overrides)."""
+    if not out_json.exists():
+        return {}
+    earlier = json.loads(out_json.read_text())
+    if earlier.get("overrides", []) != overrides:
+        print(f"{out_json}: written with overrides {earlier.get('overrides', [])}, not {overrides}: "
+              "its runs are not carried over", flush=True)
+        return {}
+    return earlier.get("tasks", {})
+
+
+def report(tasks: list[str], seeds: list[int], runs: Path, out_json: Path, img_dir: Path,
+           overrides: list[str] = (), tag: str = "") -> dict:
     official = json.loads(OFFICIAL.read_text())
+    overrides = list(overrides)
+    recorded = read_record(out_json, overrides)
     result = {"benchmark": "official_curves", "official": official["source"], "x_axis": "env frames",
               "settings": [f"env=dmc_proprio/<task>", *SETTINGS, f"eval.every={EVAL_EVERY_FRAMES // ACTION_REPEAT}"],
-              "tasks": {}}
+              "overrides": overrides, "tag": tag, "tasks": {}}
     for task in tasks:
         name = TASKS[task][0]
-        ours = {str(s): read_progress(runs / task / f"seed{s}") for s in seeds}
+        ours = {str(s): keep_recorded(read_progress(runs / task / f"seed{s}"),
+                                      recorded.get(task, {}).get("ours", {}).get(str(s))) for s in seeds}
         stats = official_stats(official, name)
         result["tasks"][task] = {"official_name": name, "budget_env_frames": TASKS[task][1], "ours": ours,
                                  "official": {str(x): v for x, v in stats.items() if x <= TASKS[task][1]},
                                  "comparison": compare(ours, stats)}
-        plot(task, ours, official, name, img_dir / f"official_{task}.png")
+        plot(task, ours, official, name, img_dir / f"official_{task}{'_' + tag if tag else ''}.png", tag)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(result, indent=1))
     return result
@@ -179,12 +217,18 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--parallel", type=int, default=2, help="runs at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "official_curves")
+    p.add_argument("--tag", default="", help="a variant's name: its own run directories, JSON and plots")
+    p.add_argument("--runs", type=Path, default=None, help="default: runs/official_curves[_TAG]")
     p.add_argument("--report-only", action="store_true", help="no training: tables and plots of what exists")
-    p.add_argument("--out-json", type=Path, default=ROOT / "benchmarks" / "results" / "official_curves.json")
+    p.add_argument("--out-json", type=Path, default=None, help="default: benchmarks/results/official_curves[_TAG].json")
     p.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
     p.add_argument("overrides", nargs="*", help="extra recipe overrides (they change the comparison: say so)")
     args = p.parse_args(argv)
+    suffix = f"_{args.tag}" if args.tag else ""
+    if args.overrides and not args.tag:
+        p.error("overrides change the comparison: give the variant a --tag, so its files stay apart from the defaults'")
+    args.runs = args.runs or ROOT / "runs" / f"official_curves{suffix}"
+    args.out_json = args.out_json or ROOT / "benchmarks" / "results" / f"official_curves{suffix}.json"
     start, stopped = time.time(), None
     if not args.report_only:
         # seed-major order: with two runs at a time, every task gets a first seed before any gets a second
@@ -196,7 +240,7 @@ def main(argv=None) -> None:
                 list(pool.map(lambda j: run_task(j[0], j[1], args.runs, args.threads, args.overrides), jobs))
         except RunsStopped as err:  # the report of what exists is still written; the same command resumes
             stopped = err
-    result = report(args.tasks, args.seeds, args.runs, args.out_json, args.img_dir)
+    result = report(args.tasks, args.seeds, args.runs, args.out_json, args.img_dir, args.overrides, args.tag)
     result["wall_clock_s_this_invocation"] = time.time() - start
     args.out_json.write_text(json.dumps(result, indent=1))
     print_table(result)

@@ -72,3 +72,37 @@ def test_official_curves_sets_our_runs_on_the_official_axis(tmp_path):
     assert rows[50000]["official_mean"] == pytest.approx(399.8, abs=0.1)
     assert rows[50000]["mean_at_least_official_mean"] and rows[50000]["every_seed_at_least_official_min"]
     assert (tmp_path / "official_walker_stand.png").stat().st_size > 1000
+
+
+def test_official_curves_keeps_recorded_runs_whose_directories_are_gone(tmp_path):
+    # run directories are not kept with the repository; a report from a fresh checkout must not wipe the JSON's
+    # results: seed 0 has no directory (kept from the record), seed 1's directory got further than its record
+    run = tmp_path / "runs" / "walker_stand" / "seed1"
+    run.mkdir(parents=True)
+    (run / "eval.csv").write_text("env_frames,env_step,eval_return\n10016,5008,100.0\n20000,10000,300.0\n")
+    recorded = {"env_frames": [10016, 20000, 30016], "eval_return": [150.0, 320.0, 410.0], "done": False,
+                "agent_steps": 15008, "updates": 7000}
+    stale = {"env_frames": [10016], "eval_return": [90.0], "done": False, "agent_steps": 6000}
+    out = tmp_path / "out.json"
+    out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded, "1": stale}}}}))
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only", "--tasks", "walker_stand",
+           "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out-json", str(out), "--img-dir", str(tmp_path)]
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    ours = json.loads(out.read_text())["tasks"]["walker_stand"]["ours"]
+    assert ours["0"]["eval_return"] == [150.0, 320.0, 410.0] and ours["0"]["from_record"]
+    assert ours["1"]["eval_return"] == [100.0, 300.0] and "from_record" not in ours["1"]
+    rows = {r["env_frames"]: r["ours"] for r in json.loads(out.read_text())["tasks"]["walker_stand"]["comparison"]}
+    assert rows[30000] == {"0": 410.0} and rows[20000] == {"0": 320.0, "1": 300.0}
+    # a variant's report (other overrides) never takes over the defaults' record
+    out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded}}}}))
+    subprocess.run([*cmd, "--tag", "tr128", "train_ratio=128"], check=True, cwd=ROOT, capture_output=True)
+    variant = json.loads(out.read_text())
+    assert variant["overrides"] == ["train_ratio=128"] and variant["tasks"]["walker_stand"]["ours"]["0"]["eval_return"] == []
+    assert (tmp_path / "official_walker_stand_tr128.png").exists()
+
+
+def test_official_curves_refuses_overrides_without_a_tag(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only",
+                           "--out-json", str(tmp_path / "out.json"), "train_ratio=128"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "--tag" in done.stderr and not (tmp_path / "out.json").exists()
