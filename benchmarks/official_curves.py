@@ -13,7 +13,8 @@ its own run directory under ``--runs``; an interrupted run resumes from its newe
 the next time this script starts, so a long budget accumulates over several sessions. A run's eval points are
 read from its ``eval.csv`` whether it has finished or not.
 
-Writes ``benchmarks/results/official_curves.json`` (per task and seed: env frames, eval returns, updates, wall
+Writes ``benchmarks/results/official_curves.json`` (per task and seed: env frames, eval returns, the training terms
+logged at each evaluation (``TERMS``: world model losses, critic loss, imagined return, entropy), updates, wall
 time; the official mean/min/max at every 10k frames; ours vs official at each point) and
 ``docs/img/official_<task>.png`` (our seeds over the official band and mean). ``--tag T`` with recipe overrides
 (say ``train_ratio=128``) keeps a variant apart: run directories ``runs/official_curves_T``, files
@@ -74,6 +75,22 @@ def run_task(task: str, seed: int, runs: Path, threads: int, extra: list[str]) -
     return run_seed(spec, seed, runs / task, threads, [])
 
 
+# the training terms logged beside each evaluation, to tell which one lags where a curve falls short
+TERMS = ("train/loss_model_reconstruction", "train/loss_model_reward", "train/loss_model_kl_dyn",
+         "train/loss_critic", "train/imagined_return", "train/return_scale", "train/entropy", "train/updates")
+
+
+def terms_at_evals(metrics: Path, frames: list[int]) -> list[dict]:
+    """Per evaluation, the last logged value of each of ``TERMS`` at or before its frame."""
+    rows = [json.loads(line) for line in open(metrics)] if metrics.exists() else []
+    rows = [r for r in rows if "train/updates" in r]
+    out = []
+    for x in frames:
+        last = [r for r in rows if r.get("env_frames", r["env_step"] * ACTION_REPEAT) <= x]
+        out.append({k.removeprefix("train/"): last[-1].get(k) for k in TERMS} if last else {})
+    return out
+
+
 def read_progress(run_dir: Path) -> dict:
     """Eval points on the official axis (env frames) and the counters of a finished or unfinished run."""
     from omegaconf import OmegaConf
@@ -93,6 +110,7 @@ def read_progress(run_dir: Path) -> dict:
         counters = read_counters(last)
     config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
     return {"env_frames": [x for x, _ in points], "eval_return": [y for _, y in points],
+            "terms": terms_at_evals(run_dir / "metrics.jsonl", [x for x, _ in points]),
             "model": config.model.name if config else None, "train_ratio": config.train_ratio if config else None,
             "precision": config.get("precision") if config else None,
             "done": (run_dir / "done").exists(), "updates": counters.get("updates"),

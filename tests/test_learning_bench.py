@@ -60,12 +60,20 @@ def test_official_curves_sets_our_runs_on_the_official_axis(tmp_path):
     run.mkdir(parents=True)
     (run / "eval.csv").write_text("env_step,eval_return\n5008,100.0\n10000,200.0\n25008,450.0\n")
     (run / "done").write_text(json.dumps({"updates": 12000, "env_steps": 25000, "wall_time_s": 9000.0}))
+    # the training terms beside each evaluation: the last logged row at or before its frame
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"env_step": 4000, "env_frames": 8000, "train/updates": 1500, "train/loss_model_reward": 0.5},
+        {"env_step": 5008, "env_frames": 10016, "eval/return": 100.0},
+        {"env_step": 9000, "env_frames": 18000, "train/updates": 4000, "train/loss_model_reward": 0.25},
+        {"env_step": 11000, "env_frames": 22000, "train/updates": 5000, "train/loss_model_reward": 0.125}]))
     out = tmp_path / "out.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only",
                     "--tasks", "walker_stand", "--seeds", "0", "--runs", str(tmp_path), "--out-json", str(out),
                     "--img-dir", str(tmp_path)], check=True, cwd=ROOT, capture_output=True)
     result = json.loads(out.read_text())["tasks"]["walker_stand"]
     assert result["ours"]["0"]["env_frames"] == [10016, 20000, 50016] and result["ours"]["0"]["updates"] == 12000
+    terms = result["ours"]["0"]["terms"]
+    assert [t["updates"] for t in terms] == [1500, 4000, 5000] and terms[1]["loss_model_reward"] == 0.25
     rows = {r["env_frames"]: r for r in result["comparison"]}
     assert sorted(rows) == [10000, 20000, 50000]
     # the official walker_stand 5-seed mean at 50k frames is 399.8 (min 254.8): 450 is above both
