@@ -22,7 +22,8 @@ time; the official mean/min/max at every 10k frames; ours vs official at each po
 
 The JSON outlives the run directories (they are not in the repository; a fresh checkout has none): a run whose
 directory is missing, or has got less far than the JSON records, keeps the recorded entry (marked
-``"from_record": true``) instead of being reported empty. A record is only kept under the same overrides.
+``"from_record": true``) instead of being reported empty, and an invocation on a subset (``--tasks``, ``--seeds``)
+keeps the recorded tasks and seeds it did not name. A record is only kept under the same overrides.
 """
 from __future__ import annotations
 
@@ -206,10 +207,12 @@ def report(tasks: list[str], seeds: list[int], runs: Path, out_json: Path, img_d
     result = {"benchmark": "official_curves", "official": official["source"], "x_axis": "env frames",
               "settings": [f"env=dmc_proprio/<task>", *SETTINGS, f"eval.every={EVAL_EVERY_FRAMES // ACTION_REPEAT}"],
               "overrides": overrides, "tag": tag, "tasks": {}}
-    for task in tasks:
+    # an invocation on a subset (--tasks, --seeds) keeps the recorded tasks and seeds it did not name
+    for task in [*tasks, *(t for t in TASKS if t in recorded and t not in tasks)]:
         name = TASKS[task][0]
-        ours = {str(s): keep_recorded(read_progress(runs / task / f"seed{s}"),
-                                      recorded.get(task, {}).get("ours", {}).get(str(s))) for s in seeds}
+        record = recorded.get(task, {}).get("ours", {})
+        task_seeds = sorted({*seeds, *map(int, record)})
+        ours = {str(s): keep_recorded(read_progress(runs / task / f"seed{s}"), record.get(str(s))) for s in task_seeds}
         stats = official_stats(official, name)
         result["tasks"][task] = {"official_name": name, "budget_env_frames": TASKS[task][1], "ours": ours,
                                  "official": {str(x): v for x, v in stats.items() if x <= TASKS[task][1]},

@@ -93,17 +93,25 @@ def test_official_curves_keeps_recorded_runs_whose_directories_are_gone(tmp_path
     stale = {"env_frames": [10016], "eval_return": [90.0], "done": False, "agent_steps": 6000}
     out = tmp_path / "out.json"
     out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded, "1": stale}}}}))
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only", "--tasks", "walker_stand",
-           "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out-json", str(out), "--img-dir", str(tmp_path)]
-    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    where = ["--runs", str(tmp_path / "runs"), "--out-json", str(out), "--img-dir", str(tmp_path)]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only", *where]
+    subprocess.run([*cmd, "--tasks", "walker_stand", "--seeds", "0", "1"], check=True, cwd=ROOT, capture_output=True)
     ours = json.loads(out.read_text())["tasks"]["walker_stand"]["ours"]
     assert ours["0"]["eval_return"] == [150.0, 320.0, 410.0] and ours["0"]["from_record"]
     assert ours["1"]["eval_return"] == [100.0, 300.0] and "from_record" not in ours["1"]
     rows = {r["env_frames"]: r["ours"] for r in json.loads(out.read_text())["tasks"]["walker_stand"]["comparison"]}
     assert rows[30000] == {"0": 410.0} and rows[20000] == {"0": 320.0, "1": 300.0}
+    # a report on a subset (--tasks, --seeds) keeps what the record holds beyond it
+    out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded, "1": stale}},
+                                                          "finger_spin": {"ours": {"0": recorded}}}}))
+    subprocess.run([*cmd, "--tasks", "finger_spin", "--seeds", "1"], check=True, cwd=ROOT, capture_output=True)
+    kept = json.loads(out.read_text())["tasks"]
+    assert sorted(kept) == ["finger_spin", "walker_stand"] and sorted(kept["walker_stand"]["ours"]) == ["0", "1"]
+    assert kept["finger_spin"]["ours"]["0"]["from_record"] and kept["finger_spin"]["ours"]["1"]["eval_return"] == []
     # a variant's report (other overrides) never takes over the defaults' record
     out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded}}}}))
-    subprocess.run([*cmd, "--tag", "tr128", "train_ratio=128"], check=True, cwd=ROOT, capture_output=True)
+    subprocess.run([*cmd, "--tasks", "walker_stand", "--tag", "tr128", "train_ratio=128"], check=True, cwd=ROOT,
+                   capture_output=True)
     variant = json.loads(out.read_text())
     assert variant["overrides"] == ["train_ratio=128"] and variant["tasks"]["walker_stand"]["ours"]["0"]["eval_return"] == []
     assert (tmp_path / "official_walker_stand_tr128.png").exists()
