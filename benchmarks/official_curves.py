@@ -126,10 +126,16 @@ def progress_of(run: dict) -> int:
 
 def keep_recorded(current: dict, recorded: dict | None) -> dict:
     """The run as its directory shows it, or the earlier JSON's entry where that got further (never lose a result:
-    run directories are not kept with the repository, the JSON is)."""
-    if recorded is None or progress_of(recorded) <= progress_of(current):
+    run directories are not kept with the repository, the JSON is). A record that is not the start of the current
+    run (a run of the same seed whose directory was lost, then started again) is kept under ``earlier_runs``."""
+    if recorded is None:
         return current
-    return {**recorded, "from_record": True}
+    if progress_of(recorded) > progress_of(current):
+        return {**recorded, "from_record": True}
+    earlier = recorded.get("earlier_runs", [])
+    if recorded["eval_return"] != current["eval_return"][:len(recorded["eval_return"])]:
+        earlier = [*earlier, {k: v for k, v in recorded.items() if k not in ("earlier_runs", "from_record")}]
+    return {**current, "earlier_runs": earlier} if earlier else current
 
 
 def official_stats(official: dict, name: str) -> dict[int, dict]:
@@ -181,6 +187,9 @@ def plot(task: str, ours: dict[str, dict], official: dict, name: str, out_png: P
             ax.plot(run["env_frames"], run["eval_return"], color=f"C{i}", marker="o", markersize=3,
                     label=f"ours seed {seed}" + ("" if run["done"] else " (running)")
                     + (" (from the JSON record)" if run.get("from_record") else ""))
+        for j, lost in enumerate(run.get("earlier_runs", [])):
+            ax.plot(lost["env_frames"], lost["eval_return"], color=f"C{i}", linestyle="--", alpha=0.5, marker="x",
+                    markersize=3, label=f"ours seed {seed}, an earlier run (directory lost)" if j == 0 else None)
     variant = f" [{tag}]" if tag else ""
     ax.axvline(limit, color="green", linestyle=":", linewidth=1, label=f"our budget {limit // 1000}k frames")
     save_curve_plot(fig, ax, "env frames (agent steps × action repeat 2, the official axis)",

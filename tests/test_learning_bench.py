@@ -99,8 +99,19 @@ def test_official_curves_keeps_recorded_runs_whose_directories_are_gone(tmp_path
     ours = json.loads(out.read_text())["tasks"]["walker_stand"]["ours"]
     assert ours["0"]["eval_return"] == [150.0, 320.0, 410.0] and ours["0"]["from_record"]
     assert ours["1"]["eval_return"] == [100.0, 300.0] and "from_record" not in ours["1"]
+    # seed 1's record (90 at 10k) is not the start of its directory's run (100 at 10k): another run of that seed,
+    # kept beside it; a record that is the start of the run (seed 0 below, once its directory got further) is not
+    assert ours["1"]["earlier_runs"][0]["eval_return"] == [90.0]
     rows = {r["env_frames"]: r["ours"] for r in json.loads(out.read_text())["tasks"]["walker_stand"]["comparison"]}
     assert rows[30000] == {"0": 410.0} and rows[20000] == {"0": 320.0, "1": 300.0}
+    run0 = tmp_path / "runs" / "walker_stand" / "seed0"
+    run0.mkdir(parents=True)
+    (run0 / "eval.csv").write_text("env_frames,env_step,eval_return\n10016,5008,150.0\n20000,10000,320.0\n"
+                                   "30016,15008,410.0\n40000,20000,500.0\n")
+    subprocess.run([*cmd, "--tasks", "walker_stand", "--seeds", "0", "1"], check=True, cwd=ROOT, capture_output=True)
+    ours = json.loads(out.read_text())["tasks"]["walker_stand"]["ours"]
+    assert ours["0"]["eval_return"][-1] == 500.0 and "earlier_runs" not in ours["0"] and "from_record" not in ours["0"]
+    assert ours["1"]["earlier_runs"][0]["eval_return"] == [90.0]  # carried over from report to report
     # a report on a subset (--tasks, --seeds) keeps what the record holds beyond it
     out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded, "1": stale}},
                                                           "finger_spin": {"ours": {"0": recorded}}}}))
@@ -110,8 +121,8 @@ def test_official_curves_keeps_recorded_runs_whose_directories_are_gone(tmp_path
     assert kept["finger_spin"]["ours"]["0"]["from_record"] and kept["finger_spin"]["ours"]["1"]["eval_return"] == []
     # a variant's report (other overrides) never takes over the defaults' record
     out.write_text(json.dumps({"overrides": [], "tasks": {"walker_stand": {"ours": {"0": recorded}}}}))
-    subprocess.run([*cmd, "--tasks", "walker_stand", "--tag", "tr128", "train_ratio=128"], check=True, cwd=ROOT,
-                   capture_output=True)
+    subprocess.run([*cmd, "--tasks", "walker_stand", "--runs", str(tmp_path / "variant_runs"), "--tag", "tr128",
+                    "train_ratio=128"], check=True, cwd=ROOT, capture_output=True)
     variant = json.loads(out.read_text())
     assert variant["overrides"] == ["train_ratio=128"] and variant["tasks"]["walker_stand"]["ours"]["0"]["eval_return"] == []
     assert (tmp_path / "official_walker_stand_tr128.png").exists()
