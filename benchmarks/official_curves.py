@@ -81,14 +81,19 @@ TERMS = ("train/loss_model_reconstruction", "train/loss_model_reward", "train/lo
          "train/loss_critic", "train/imagined_return", "train/return_scale", "train/entropy", "train/updates")
 
 
-def terms_at_evals(metrics: Path, frames: list[int]) -> list[dict]:
-    """Per evaluation, the last logged value of each of ``TERMS`` at or before its frame."""
-    rows = [json.loads(line) for line in open(metrics)] if metrics.exists() else []
-    rows = [r for r in rows if "train/updates" in r]
+def terms_at_evals(run_dir: Path, frames: list[int]) -> list[dict]:
+    """Per evaluation, the last logged value of each of ``TERMS`` at or before its frame (``{}`` before any)."""
+    from torchrl_dreamerxp.experiments.report import run_series
+
+    series = {k: run_series({"run_dir": str(run_dir)}, k) for k in TERMS}  # (agent steps, values) per term
+
+    def last_at(steps: list[int], values: list[float], x: int) -> float | None:
+        return next((v for s, v in zip(reversed(steps), reversed(values)) if s * ACTION_REPEAT <= x), None)
+
     out = []
     for x in frames:
-        last = [r for r in rows if r.get("env_frames", r["env_step"] * ACTION_REPEAT) <= x]
-        out.append({k.removeprefix("train/"): last[-1].get(k) for k in TERMS} if last else {})
+        at = {k.removeprefix("train/"): last_at(*series[k], x) for k in TERMS}
+        out.append(at if any(v is not None for v in at.values()) else {})
     return out
 
 
@@ -111,7 +116,7 @@ def read_progress(run_dir: Path) -> dict:
         counters = read_counters(last)
     config = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
     return {"env_frames": [x for x, _ in points], "eval_return": [y for _, y in points],
-            "terms": terms_at_evals(run_dir / "metrics.jsonl", [x for x, _ in points]),
+            "terms": terms_at_evals(run_dir, [x for x, _ in points]),
             "model": config.model.name if config else None, "train_ratio": config.train_ratio if config else None,
             "precision": config.get("precision") if config else None,
             "done": (run_dir / "done").exists(), "updates": counters.get("updates"),
