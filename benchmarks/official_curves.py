@@ -246,6 +246,21 @@ def print_table(result: dict) -> None:
                   f"{row['official_mean']:13.1f} {row['official_min']:7.1f}")
 
 
+def markdown_table(result: dict) -> str:
+    """The comparison as the Markdown table of ``docs/learning.md`` (one row per task and official point reached)."""
+    lines = ["| task | env frames | ours, per seed | ours mean | official mean (min–max) | mean ≥ official mean "
+             "| each seed ≥ official min |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    yes_no = {True: "yes", False: "no"}
+    for task, t in result["tasks"].items():
+        for row in t["comparison"]:
+            per_seed = ", ".join(f"{v:.1f} (s{s})" for s, v in sorted(row["ours"].items(), key=lambda kv: int(kv[0])))
+            lines.append(f"| {task} | {row['env_frames'] // 1000}k | {per_seed} | {row['ours_mean']:.1f} "
+                         f"| {row['official_mean']:.1f} ({row['official_min']:.1f}–{row['official_max']:.1f}) "
+                         f"| {yes_no[row['mean_at_least_official_mean']]} "
+                         f"| {yes_no[row['every_seed_at_least_official_min']]} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS))
@@ -257,6 +272,7 @@ def main(argv=None) -> None:
     p.add_argument("--report-only", action="store_true", help="no training: tables and plots of what exists")
     p.add_argument("--out-json", type=Path, default=None, help="default: benchmarks/results/official_curves[_TAG].json")
     p.add_argument("--img-dir", type=Path, default=ROOT / "docs" / "img")
+    p.add_argument("--markdown", action="store_true", help="print the comparison as docs/learning.md's table")
     p.add_argument("overrides", nargs="*", help="extra recipe overrides (they change the comparison: say so)")
     args = p.parse_args(argv)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -278,7 +294,7 @@ def main(argv=None) -> None:
     result = report(args.tasks, args.seeds, args.runs, args.out_json, args.img_dir, args.overrides, args.tag)
     result["wall_clock_s_this_invocation"] = time.time() - start
     args.out_json.write_text(json.dumps(result, indent=1))
-    print_table(result)
+    print(markdown_table(result)) if args.markdown else print_table(result)
     print(f"wrote {args.out_json}")
     if stopped is not None:
         print(stopped, flush=True)

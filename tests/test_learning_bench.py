@@ -67,9 +67,13 @@ def test_official_curves_sets_our_runs_on_the_official_axis(tmp_path):
         {"env_step": 9000, "env_frames": 18000, "train/updates": 4000, "train/loss_model_reward": 0.25},
         {"env_step": 11000, "env_frames": 22000, "train/updates": 5000, "train/loss_model_reward": 0.125}]))
     out = tmp_path / "out.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only",
-                    "--tasks", "walker_stand", "--seeds", "0", "--runs", str(tmp_path), "--out-json", str(out),
-                    "--img-dir", str(tmp_path)], check=True, cwd=ROOT, capture_output=True)
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "official_curves.py"), "--report-only",
+                           "--tasks", "walker_stand", "--seeds", "0", "--runs", str(tmp_path), "--out-json", str(out),
+                           "--img-dir", str(tmp_path), "--markdown"], check=True, cwd=ROOT, capture_output=True,
+                          text=True)
+    # the docs' table row: per seed, mean, the official mean (min–max), and both goals
+    assert "| walker_stand | 50k | 450.0 (s0) | 450.0 | 399.8 (254.8–523.2) | yes | yes |" in done.stdout
+    assert "| walker_stand | 10k | 100.0 (s0) | 100.0 | 132.4 (123.0–146.7) | no | no |" in done.stdout
     result = json.loads(out.read_text())["tasks"]["walker_stand"]
     assert result["ours"]["0"]["env_frames"] == [10016, 20000, 50016] and result["ours"]["0"]["updates"] == 12000
     terms = result["ours"]["0"]["terms"]
