@@ -294,7 +294,10 @@ def main(argv=None) -> None:
     result = report(args.tasks, args.seeds, args.runs, args.out_json, args.img_dir, args.overrides, args.tag)
     result["wall_clock_s_this_invocation"] = time.time() - start
     args.out_json.write_text(json.dumps(result, indent=1))
-    print(markdown_table(result)) if args.markdown else print_table(result)
+    if args.markdown:
+        print(markdown_table(result))
+    else:
+        print_table(result)
     print(f"wrote {args.out_json}")
     if stopped is not None:
         print(stopped, flush=True)
