@@ -232,8 +232,6 @@ def report(tasks: list[str], seeds: list[int], runs: Path, out_json: Path, img_d
                                  "official": {str(x): v for x, v in stats.items() if x <= TASKS[task][1]},
                                  "comparison": compare(ours, stats)}
         plot(task, ours, official, name, img_dir / f"official_{task}{'_' + tag if tag else ''}.png", tag)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -293,6 +291,7 @@ def main(argv=None) -> None:
             stopped = err
     result = report(args.tasks, args.seeds, args.runs, args.out_json, args.img_dir, args.overrides, args.tag)
     result["wall_clock_s_this_invocation"] = time.time() - start
+    args.out_json.parent.mkdir(parents=True, exist_ok=True)
     args.out_json.write_text(json.dumps(result, indent=1))
     if args.markdown:
         print(markdown_table(result))
