@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements/base.txt setup.py
 
 demo: $(VENV)/.installed
 	$(PY) recipes/env_tour.py --episodes 1
-	$(PY) recipes/train.py env=gym/CartPole-v1 steps=6000 seed=0 compile=true eval.every=1000 run_dir=runs/demo
+	$(PY) recipes/train.py env=gym/CartPole-v1 steps=6000 seed=0 compile=true eval.every=1000 threads=1 run_dir=runs/demo
 
 test: $(VENV)/.installed
 	MUJOCO_GL=egl $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
